@@ -1,0 +1,3 @@
+"""rung: measure the model ladder on your own task and data, then serve it."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,104 @@
+"""The compare spec: models × task × data × measurements, as a YAML file.
+
+Loaded with ``yaml.safe_load`` (data only, never code) and validated by pydantic models that
+forbid unknown fields; ``rung schema`` prints the JSON schema, published in schemas/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rung.errors import SpecError
+from rung.tasks.classify import ClassifyTask
+
+__all__ = ["CompareSpec", "MeasureSpec", "ModelRef", "load_spec", "parse_spec"]
+
+
+class ModelRef(BaseModel):
+    """A rung of the ladder: a model id and its backend options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="provider:name, e.g. llamacpp:smollm2-135m-instruct or openai:gpt-4o-mini.")
+    label: str | None = Field(default=None, description="Name shown in reports (default: the id).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend options (see `rung models`).")
+
+    @property
+    def display(self) -> str:
+        return self.label or self.id
+
+
+class MeasureSpec(BaseModel):
+    """How figures are computed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap: int = Field(default=1000, ge=100, le=100_000, description="Bootstrap resamples for the 95% intervals.")
+
+
+class CompareSpec(BaseModel):
+    """A comparison of rungs on one task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="Name of the comparison, shown in the report.")
+    task: ClassifyTask
+    models: list[ModelRef] = Field(min_length=1, description="The rungs, as ids or {id, label, options}.")
+    measure: MeasureSpec = Field(default_factory=MeasureSpec)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _ids_as_refs(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [{"id": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelRef]) -> list[ModelRef]:
+        names = [m.display for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rungs listed twice: {', '.join(dupes)}; give each a distinct label")
+        return models
+
+
+def _format_errors(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field {loc!r}; remove it or check its spelling")
+        elif err["type"] == "missing":
+            parts.append(f"missing field {loc!r}")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_spec(data: object, source: str = "spec") -> CompareSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec is a YAML mapping with task: and models:, got {type(data).__name__}")
+    try:
+        return CompareSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(f"{source}: {_format_errors(e)}") from None
+
+
+def load_spec(path: Path) -> CompareSpec:
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise SpecError(f"{path}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a UTF-8 text file") from None
+    return parse_spec(data, str(path))

@@ -1,0 +1,189 @@
+"""The backend contract: one small async class per way of running a model.
+
+A backend declares what it can do as class flags (``can_classify``, ``can_generate``,
+``needs_training``) instead of being sniffed with ``isinstance``. Heavy libraries (llama_cpp,
+torch, sentence_transformers) are imported inside ``load()``, never at module import, so that
+``rung models`` and spec validation stay fast and work without the extras installed.
+
+Lifecycle, as the compare runner drives it::
+
+    model = registry.create("llamacpp:smollm2-135m-instruct", options)
+    model.check()                 # cheap: file exists, GGUF magic, API key set, endpoint up
+    model.load()                  # heavy, sync, called in a worker thread
+    model.fit(texts, labels)      # only when needs_training
+    await model.classify([...])   # async, batch first; local backends run in a thread
+    model.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "ChatMessage",
+    "ClassifyRequest",
+    "Generation",
+    "GenerateRequest",
+    "Model",
+    "ModelInfo",
+    "NoOptions",
+    "Prediction",
+    "run_sync",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """One text to label. ``messages`` is the prompt the task rendered for generative rungs;
+    encoder rungs read ``text`` only."""
+
+    text: str
+    labels: tuple[str, ...]
+    messages: tuple[ChatMessage, ...]
+
+
+@dataclass
+class Prediction:
+    """A rung's answer for one ClassifyRequest.
+
+    ``label`` is None when a generative rung answered something that is not one of the labels
+    (it counts as wrong). ``scores`` holds a probability per label that sums to 1 when the
+    backend can tell (log-probabilities, classifier head); ``confidence`` is the score of the
+    predicted label."""
+
+    label: str | None
+    scores: dict[str, float] = field(default_factory=dict)
+    confidence: float | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    raw: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "scores": self.scores,
+            "confidence": self.confidence,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "raw": self.raw,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Prediction:
+        return cls(
+            label=data["label"],
+            scores=dict(data.get("scores") or {}),
+            confidence=data.get("confidence"),
+            tokens_in=int(data.get("tokens_in", 0)),
+            tokens_out=int(data.get("tokens_out", 0)),
+            raw=data.get("raw"),
+        )
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int = 128
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Generation:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str | None = None
+
+
+@dataclass
+class ModelInfo:
+    """Facts a backend can read off the loaded (or checked) model; None means unknown."""
+
+    params: int | None = None
+    file_size_bytes: int | None = None
+    path: str | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Model(ABC):
+    """Base class of every backend. Subclasses set ``provider`` and ``Options`` and implement
+    ``load`` and ``classify`` (and ``generate`` when ``can_generate``)."""
+
+    provider: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    can_classify: ClassVar[bool] = True
+    can_generate: ClassVar[bool] = False
+    needs_training: ClassVar[bool] = False
+    #: how many classify calls the runner may have in flight at once (local models: 1)
+    max_concurrency: int = 1
+
+    def __init__(self, name: str, options: BaseModel | None = None) -> None:
+        self.name = name
+        self.options = options if options is not None else self.Options()
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.provider}:{self.name}"
+
+    def check(self) -> None:
+        """Cheap validation before any slow work (file exists, API key set, ...).
+        Raises a RungError subclass with a message that says what to fix."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights or build the client. Sync and possibly slow."""
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str]) -> None:
+        """Train on the task's training split; only called when ``needs_training``."""
+        raise NotImplementedError(f"{self.model_id} does not train")
+
+    @abstractmethod
+    async def classify(self, requests: Sequence[ClassifyRequest]) -> list[Prediction]:
+        """Label each request; one Prediction per request, in order."""
+
+    async def generate(self, request: GenerateRequest) -> Generation:
+        raise NotImplementedError(f"{self.model_id} does not generate text")
+
+    def info(self) -> ModelInfo:
+        return ModelInfo()
+
+    def fingerprint(self) -> str:
+        """What identifies this model's answers in the response cache: the id, the options,
+        and for local files their size and modification time (a new file gives new answers)."""
+        return stable_hash({"id": self.model_id, "options": self.options.model_dump(mode="json")})
+
+    def close(self) -> None:
+        """Free the model's memory or connections."""
+
+
+def stable_hash(value: Any) -> str:
+    blob = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """The sync wrapper over the async contract, for scripts and notebooks without a loop."""
+    return asyncio.run(coro)

