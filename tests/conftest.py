@@ -20,7 +20,9 @@ def _shared_data() -> Path:
 def shared_data() -> Path:
     path = _shared_data()
     if not path.is_dir():
-        pytest.fail(f"the shared data sets are missing: expected them at {path} (set RUNG_SHARED_DATA)")
+        pytest.fail(
+            f"the shared data sets are missing: expected them at {path} (set RUNG_SHARED_DATA)"
+        )
     return path
 
 
@@ -30,7 +32,9 @@ def fpb_path(shared_data: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """Each test gets its own response cache, so a cached answer never hides a real run.
     Assembled model files are kept across tests in one session-wide folder."""
     cache = tmp_path_factory.mktemp("rung-cache")

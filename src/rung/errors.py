@@ -16,8 +16,8 @@ The CLI turns a RungError into one line on stderr and exit status 2; the server 
 
 from __future__ import annotations
 
-from difflib import get_close_matches
 from collections.abc import Iterable
+from difflib import get_close_matches
 
 __all__ = [
     "ConfigurationError",
@@ -51,7 +51,9 @@ class ModelNotFoundError(RungError):
 
 class MissingDependencyError(RungError):
     def __init__(self, what: str, install: str) -> None:
-        super().__init__(f"{what} needs an optional dependency that is not installed: run `{install}`")
+        super().__init__(
+            f"{what} needs an optional dependency that is not installed: run `{install}`"
+        )
         self.install = install
 
 

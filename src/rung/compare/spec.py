@@ -23,9 +23,13 @@ class ModelRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(description="provider:name, e.g. llamacpp:smollm2-135m-instruct or openai:gpt-4o-mini.")
+    id: str = Field(
+        description="provider:name, e.g. llamacpp:smollm2-135m-instruct or openai:gpt-4o-mini."
+    )
     label: str | None = Field(default=None, description="Name shown in reports (default: the id).")
-    options: dict[str, Any] = Field(default_factory=dict, description="Backend options (see `rung models`).")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Backend options (see `rung models`)."
+    )
 
     @property
     def display(self) -> str:
@@ -37,7 +41,9 @@ class MeasureSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bootstrap: int = Field(default=1000, ge=100, le=100_000, description="Bootstrap resamples for the 95% intervals.")
+    bootstrap: int = Field(
+        default=1000, ge=100, le=100_000, description="Bootstrap resamples for the 95% intervals."
+    )
 
 
 class CompareSpec(BaseModel):
@@ -45,9 +51,13 @@ class CompareSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, description="Name of the comparison, shown in the report.")
+    name: str | None = Field(
+        default=None, description="Name of the comparison, shown in the report."
+    )
     task: ClassifyTask
-    models: list[ModelRef] = Field(min_length=1, description="The rungs, as ids or {id, label, options}.")
+    models: list[ModelRef] = Field(
+        min_length=1, description="The rungs, as ids or {id, label, options}."
+    )
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
 
     @field_validator("models", mode="before")
@@ -82,7 +92,9 @@ def _format_errors(e: ValidationError) -> str:
 
 def parse_spec(data: object, source: str = "spec") -> CompareSpec:
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: a spec is a YAML mapping with task: and models:, got {type(data).__name__}")
+        raise SpecError(
+            f"{source}: a spec is a YAML mapping with task: and models:, got {type(data).__name__}"
+        )
     try:
         return CompareSpec.model_validate(data)
     except ValidationError as e:

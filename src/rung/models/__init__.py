@@ -3,8 +3,8 @@
 from rung.models.base import (
     ChatMessage,
     ClassifyRequest,
-    Generation,
     GenerateRequest,
+    Generation,
     Model,
     ModelInfo,
     Prediction,

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict
 __all__ = [
     "ChatMessage",
     "ClassifyRequest",
-    "Generation",
     "GenerateRequest",
+    "Generation",
     "Model",
     "ModelInfo",
     "NoOptions",

@@ -78,7 +78,8 @@ def create(model_id: str, options: dict[str, Any] | None = None) -> Model:
         opts: BaseModel = cls.Options.model_validate(options or {})
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in e.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}"
+            for err in e.errors()
         )
         raise SpecError(f"invalid options for {model_id}: {problems}") from None
     return cls(name, opts)

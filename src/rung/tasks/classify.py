@@ -15,11 +15,17 @@ from rung.errors import DataError
 from rung.models.base import ChatMessage, ClassifyRequest
 from rung.tasks.data import DataFormat, Example, read_examples
 
-__all__ = ["ClassifyTask", "DataSource", "PromptSpec", "TaskData", "build_requests", "load_task_data"]
+__all__ = [
+    "ClassifyTask",
+    "DataSource",
+    "PromptSpec",
+    "TaskData",
+    "build_requests",
+    "load_task_data",
+]
 
 DEFAULT_INSTRUCTIONS = (
-    "Classify the text into exactly one of these labels: {labels}.\n"
-    "Answer with the label only."
+    "Classify the text into exactly one of these labels: {labels}.\nAnswer with the label only."
 )
 
 
@@ -35,10 +41,19 @@ class DataSource(BaseModel):
     )
     text: str = Field(default="text", description="Column or JSON field holding the text.")
     label: str = Field(default="label", description="Column or JSON field holding the gold label.")
-    id: str | None = Field(default=None, description="Column holding a unique example id (default: row number).")
-    encoding: str = Field(default="auto", description="Text encoding; auto tries UTF-8, then latin-1.")
+    id: str | None = Field(
+        default=None, description="Column holding a unique example id (default: row number)."
+    )
+    encoding: str = Field(
+        default="auto", description="Text encoding; auto tries UTF-8, then latin-1."
+    )
     label_map: dict[str, str] = Field(
-        default_factory=dict, description="Rename labels as read, e.g. {'0': negative, '1': positive}."
+        default_factory=dict,
+        description="Rename labels as read, e.g. {'0': negative, '1': positive}.",
+    )
+    dedupe: bool = Field(
+        default=True,
+        description="Drop rows whose text already appeared (keeping the first), so no text is in both train and test.",
     )
 
     @field_validator("label_map", mode="before")
@@ -60,13 +75,18 @@ class PromptSpec(BaseModel):
         description="System prompt; {labels} is replaced by the comma-separated label list.",
     )
     shots: int = Field(
-        default=0, ge=0, le=32,
+        default=0,
+        ge=0,
+        le=32,
         description="k-shot: examples per label taken from the training split and shown as prior turns.",
     )
     label_descriptions: dict[str, str] = Field(
-        default_factory=dict, description="Optional one-line meaning per label, listed in the prompt."
+        default_factory=dict,
+        description="Optional one-line meaning per label, listed in the prompt.",
     )
-    template: str = Field(default="{text}", description="User message; {text} is the example's text.")
+    template: str = Field(
+        default="{text}", description="User message; {text} is the example's text."
+    )
 
 
 class ClassifyTask(BaseModel):
@@ -75,14 +95,22 @@ class ClassifyTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["classify"] = "classify"
-    data: DataSource = Field(description="Labelled examples; split into train and test unless test_data is set.")
-    test_data: DataSource | None = Field(default=None, description="A separate test file (then data is the training pool).")
-    labels: list[str] = Field(min_length=2, description="The label set, in the order reports show it.")
+    data: DataSource = Field(
+        description="Labelled examples; split into train and test unless test_data is set."
+    )
+    test_data: DataSource | None = Field(
+        default=None, description="A separate test file (then data is the training pool)."
+    )
+    labels: list[str] = Field(
+        min_length=2, description="The label set, in the order reports show it."
+    )
     train_size: int | float | None = Field(
-        default=None, description="Training examples for rungs that train (count, or fraction of the pool)."
+        default=None,
+        description="Training examples for rungs that train (count, or fraction of the pool).",
     )
     test_size: int | float | None = Field(
-        default=None, description="Test examples (count, or fraction); stratified by label. Default: 20% split, or all of test_data."
+        default=None,
+        description="Test examples (count, or fraction); stratified by label. Default: 20% split, or all of test_data.",
     )
     seed: int = Field(default=0, description="Seed for splits and sampling.")
     prompt: PromptSpec = Field(default_factory=PromptSpec)
@@ -124,7 +152,9 @@ def _resolve(n: int | float | None, total: int) -> int | None:
     return min(n, total)
 
 
-def _stratified_take(examples: Sequence[Example], n: int, rng: random.Random) -> tuple[list[Example], list[Example]]:
+def _stratified_take(
+    examples: Sequence[Example], n: int, rng: random.Random
+) -> tuple[list[Example], list[Example]]:
     """Take n examples keeping label proportions (largest remainder); returns (taken, rest)."""
     by_label: dict[str, list[Example]] = defaultdict(list)
     for ex in examples:
@@ -133,7 +163,9 @@ def _stratified_take(examples: Sequence[Example], n: int, rng: random.Random) ->
     quotas = {label: n * len(group) / total for label, group in by_label.items()}
     counts = {label: int(q) for label, q in quotas.items()}
     leftover = n - sum(counts.values())
-    for label in sorted(quotas, key=lambda lab: (quotas[lab] - counts[lab], lab), reverse=True)[:leftover]:
+    for label in sorted(quotas, key=lambda lab: (quotas[lab] - counts[lab], lab), reverse=True)[
+        :leftover
+    ]:
         counts[label] += 1
     taken: list[Example] = []
     rest: list[Example] = []
@@ -157,16 +189,33 @@ def _check_labels(examples: Sequence[Example], labels: Sequence[str], where: Pat
         )
 
 
+def _dedupe(examples: Sequence[Example]) -> list[Example]:
+    seen: set[str] = set()
+    kept = []
+    for ex in examples:
+        if ex.text not in seen:
+            seen.add(ex.text)
+            kept.append(ex)
+    return kept
+
+
 def load_task_data(task: ClassifyTask, base_dir: Path) -> TaskData:
     """Read the files, check the labels, and draw the train and test sets (stratified, seeded)."""
 
     def read(src: DataSource) -> tuple[list[Example], Path]:
         path = src.path if src.path.is_absolute() else base_dir / src.path
         exs = read_examples(
-            path, fmt=src.format, text_field=src.text, label_field=src.label, id_field=src.id,
-            encoding=src.encoding, label_map=src.label_map,
+            path,
+            fmt=src.format,
+            text_field=src.text,
+            label_field=src.label,
+            id_field=src.id,
+            encoding=src.encoding,
+            label_map=src.label_map,
         )
         _check_labels(exs, task.labels, path)
+        if src.dedupe:
+            exs = _dedupe(exs)
         return exs, path
 
     rng = random.Random(task.seed)
@@ -175,7 +224,9 @@ def load_task_data(task: ClassifyTask, base_dir: Path) -> TaskData:
         test_all, _ = read(task.test_data)
         n_test = _resolve(task.test_size, len(test_all))
         test = _stratified_take(test_all, n_test, rng)[0] if n_test is not None else list(test_all)
-        train_pool = list(pool)
+        # A training text that is also a test text would flatter the rungs that train.
+        test_texts = {ex.text for ex in test_all}
+        train_pool = [ex for ex in pool if ex.text not in test_texts]
         rng.shuffle(train_pool)
     else:
         n_test = _resolve(task.test_size, len(pool)) or max(1, round(0.2 * len(pool)))
@@ -192,7 +243,9 @@ def load_task_data(task: ClassifyTask, base_dir: Path) -> TaskData:
     return TaskData(train=train, test=test, labels=tuple(task.labels))
 
 
-def _few_shot(train: Sequence[Example], labels: Sequence[str], shots: int, seed: int) -> list[Example]:
+def _few_shot(
+    train: Sequence[Example], labels: Sequence[str], shots: int, seed: int
+) -> list[Example]:
     rng = random.Random(seed)
     picked: list[Example] = []
     for label in labels:
@@ -208,7 +261,11 @@ def build_requests(task: ClassifyTask, data: TaskData) -> list[ClassifyRequest]:
     labels = data.labels
     system = prompt.instructions.replace("{labels}", ", ".join(labels))
     if prompt.label_descriptions:
-        lines = [f"- {lab}: {prompt.label_descriptions[lab]}" for lab in labels if lab in prompt.label_descriptions]
+        lines = [
+            f"- {lab}: {prompt.label_descriptions[lab]}"
+            for lab in labels
+            if lab in prompt.label_descriptions
+        ]
         system += "\n\nLabels:\n" + "\n".join(lines)
     head: list[ChatMessage] = [ChatMessage("system", system)]
     for ex in _few_shot(data.train, labels, prompt.shots, task.seed) if prompt.shots else []:

@@ -80,7 +80,9 @@ def read_examples(
     elif fmt == "jsonl":
         rows = _read_jsonl(content, path, text_field, label_field, id_field)
     else:
-        rows = _read_delimited(content, path, "," if fmt == "csv" else "\t", text_field, label_field, id_field)
+        rows = _read_delimited(
+            content, path, "," if fmt == "csv" else "\t", text_field, label_field, id_field
+        )
     if not rows:
         raise DataError(f"{path} holds no examples; point data.path at a file with labelled rows")
     mapping = label_map or {}
@@ -90,7 +92,9 @@ def read_examples(
         examples.append(Example(id=ident if ident is not None else str(i), text=text, label=label))
     ids = [e.id for e in examples]
     if len(set(ids)) != len(ids):
-        raise DataError(f"{path}: the id column {id_field!r} has duplicate values; ids must be unique")
+        raise DataError(
+            f"{path}: the id column {id_field!r} has duplicate values; ids must be unique"
+        )
     return examples
 
 
@@ -128,12 +132,19 @@ def _cell(value: object) -> str:
 
 
 def _read_delimited(
-    content: str, path: Path, delimiter: str, text_field: str, label_field: str, id_field: str | None
+    content: str,
+    path: Path,
+    delimiter: str,
+    text_field: str,
+    label_field: str,
+    id_field: str | None,
 ) -> list[tuple[str, str, str | None]]:
     reader = csv.DictReader(io.StringIO(content), delimiter=delimiter)
     columns = list(reader.fieldnames or [])
     if not columns:
-        raise DataError(f"{path} holds no examples (no header row); add a header naming the columns")
+        raise DataError(
+            f"{path} holds no examples (no header row); add a header naming the columns"
+        )
     for kind, name in (("text", text_field), ("label", label_field), ("id", id_field)):
         if name is not None and name not in columns:
             raise _field_error(path, kind, name, columns)
@@ -156,11 +167,19 @@ def _read_jsonl(
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one object") from None
+            raise DataError(
+                f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one object"
+            ) from None
         if not isinstance(rec, dict):
             raise DataError(f"{path}:{lineno}: each line must be a JSON object")
         for kind, name in (("text", text_field), ("label", label_field), ("id", id_field)):
             if name is not None and name not in rec:
                 raise _field_error(path, kind, name, sorted(rec))
-        rows.append((_cell(rec[text_field]), _cell(rec[label_field]), _cell(rec[id_field]) if id_field else None))
+        rows.append(
+            (
+                _cell(rec[text_field]),
+                _cell(rec[label_field]),
+                _cell(rec[id_field]) if id_field else None,
+            )
+        )
     return rows

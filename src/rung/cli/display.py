@@ -1,0 +1,113 @@
+"""Rich renderings for the CLI: progress bars and tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from rung.models.registry import BundledModel
+from rung.report.markdown import fmt_bytes, fmt_params
+
+__all__ = ["RichProgress", "models_table", "summary_table"]
+
+
+class RichProgress:
+    """One bar per rung: loading, training, then answering with a count and an ETA."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.fields[rung]}[/]"),
+            TextColumn("{task.fields[step]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> RichProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.__exit__(exc_type, exc, tb)
+
+    def rung_started(self, label: str, total: int, cached: int) -> None:
+        step = f"{cached} cached" if cached else "starting"
+        self._tasks[label] = self._progress.add_task(
+            "", total=total, completed=cached, rung=label, step=step
+        )
+
+    def step(self, label: str, message: str) -> None:
+        self._progress.update(self._tasks[label], step=message)
+
+    def advance(self, label: str, n: int) -> None:
+        self._progress.advance(self._tasks[label], n)
+
+    def rung_finished(self, label: str) -> None:
+        self._progress.update(self._tasks[label], step="[green]done[/]")
+
+
+def _ci(q: dict[str, Any]) -> str:
+    low, high = q["ci95"]
+    return f"{q['value']:.3f} [dim][{low:.2f}-{high:.2f}][/]"
+
+
+def summary_table(results: dict[str, Any]) -> Table:
+    table = Table(title=results.get("name") or "Comparison", title_justify="left")
+    for name, justify in (
+        ("rung", "left"),
+        ("accuracy [95% CI]", "right"),
+        ("macro-F1 [95% CI]", "right"),
+        ("p50 ms", "right"),
+        ("p95 ms", "right"),
+        ("ex/s", "right"),
+        ("params", "right"),
+        ("size", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in results["rungs"]:
+        q = r["quality"]
+        table.add_row(
+            r["label"],
+            _ci(q["accuracy"]),
+            _ci(q["macro_f1"]),
+            f"{r['latency_ms']['p50']:.1f}",
+            f"{r['latency_ms']['p95']:.1f}",
+            f"{r['throughput_per_s']:.1f}",
+            fmt_params(r["params"]),
+            fmt_bytes(r["file_size_bytes"]),
+        )
+    return table
+
+
+def models_table(models: Sequence[BundledModel]) -> Table:
+    table = Table(title="Models available without a path", title_justify="left")
+    table.add_column("model id")
+    table.add_column("what")
+    table.add_column("from")
+    table.add_column("ready")
+    for m in models:
+        ready = "[green]yes[/]" if m.installed else f"[yellow]no[/]: {m.install}"
+        table.add_row(m.model_id, m.description, m.source, ready)
+    return table

@@ -1,0 +1,288 @@
+"""Running the rungs of a spec over the task's test set, through the response cache.
+
+Order of work, so that a mistake costs seconds rather than an hour:
+1. every model id is resolved and every rung's ``check()`` runs (files, keys, endpoints);
+2. the output folder is checked before anything is computed;
+3. each rung answers only the requests the cache lacks; it is loaded (and trained) only then;
+4. the run folder is written in one step at the end (see ``rung.compare.results``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rung.compare.cache import ResponseCache, request_key
+from rung.compare.spec import CompareSpec, ModelRef
+from rung.config import cache_dir
+from rung.models import registry
+from rung.models.base import ClassifyRequest, Model, ModelInfo, Prediction, stable_hash
+from rung.tasks.classify import TaskData, build_requests, load_task_data
+
+__all__ = ["PredictionRecord", "Progress", "RungRun", "SilentProgress", "prepare", "run_rungs"]
+
+
+class Progress(Protocol):
+    """What the runner reports while it works; the CLI draws it with Rich."""
+
+    def rung_started(self, label: str, total: int, cached: int) -> None: ...
+    def step(self, label: str, message: str) -> None: ...
+    def advance(self, label: str, n: int) -> None: ...
+    def rung_finished(self, label: str) -> None: ...
+
+
+class SilentProgress:
+    def rung_started(self, label: str, total: int, cached: int) -> None:
+        pass
+
+    def step(self, label: str, message: str) -> None:
+        pass
+
+    def advance(self, label: str, n: int) -> None:
+        pass
+
+    def rung_finished(self, label: str) -> None:
+        pass
+
+
+@dataclass
+class PredictionRecord:
+    id: str
+    text: str
+    gold: str
+    prediction: Prediction
+    latency_ms: float
+    cached: bool
+
+
+@dataclass
+class RungRun:
+    ref: ModelRef
+    model_id: str
+    records: list[PredictionRecord]
+    throughput_per_s: float
+    wall_s: float
+    load_s: float | None
+    fit_s: float | None
+    info: ModelInfo
+    cached: int
+    concurrency: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    spec: CompareSpec
+    data: TaskData
+    requests: list[ClassifyRequest]
+    models: list[tuple[ModelRef, Model]]
+
+
+def prepare(spec: CompareSpec, base_dir: Path) -> Prepared:
+    """Resolve every model and read the data; raises a RungError before any slow work."""
+    models = [(ref, registry.create(ref.id, ref.options)) for ref in spec.models]
+    data = load_task_data(spec.task, base_dir)
+    for _, model in models:
+        model.check()
+    return Prepared(spec=spec, data=data, requests=build_requests(spec.task, data), models=models)
+
+
+def _train_hash(data: TaskData) -> str:
+    return stable_hash([[ex.id, ex.text, ex.label] for ex in data.train])
+
+
+def _info_to_json(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "params": info.params,
+        "file_size_bytes": info.file_size_bytes,
+        "path": info.path,
+        "quantization": info.quantization,
+        "context_length": info.context_length,
+        "extra": info.extra,
+    }
+
+
+def _info_from_json(data: dict[str, Any] | None) -> ModelInfo:
+    if not data:
+        return ModelInfo()
+    return ModelInfo(
+        params=data.get("params"),
+        file_size_bytes=data.get("file_size_bytes"),
+        path=data.get("path"),
+        quantization=data.get("quantization"),
+        context_length=data.get("context_length"),
+        extra=dict(data.get("extra") or {}),
+    )
+
+
+async def _answer(
+    model: Model,
+    label: str,
+    todo: list[tuple[int, ClassifyRequest]],
+    on_answer: Any,
+    progress: Progress,
+    batch_size: int,
+) -> None:
+    """Send the missing requests with at most ``model.max_concurrency`` calls in flight."""
+    limit = asyncio.Semaphore(max(1, model.max_concurrency))
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+
+    async def one(batch: list[tuple[int, ClassifyRequest]]) -> None:
+        async with limit:
+            started = time.perf_counter()
+            preds = await model.classify([req for _, req in batch])
+            latency_ms = (time.perf_counter() - started) * 1000
+        if len(preds) != len(batch):
+            raise RuntimeError(
+                f"{model.model_id} returned {len(preds)} answers for {len(batch)} requests"
+            )
+        for (index, _), pred in zip(batch, preds, strict=True):
+            on_answer(index, pred, latency_ms)
+        progress.advance(label, len(batch))
+
+    tasks = [asyncio.ensure_future(one(b)) for b in batches]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        # On an error or Ctrl-C, stop the calls still in flight: answers already stored stay.
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _run_rung(
+    ref: ModelRef,
+    model: Model,
+    prepared: Prepared,
+    cache: ResponseCache | None,
+    progress: Progress,
+) -> RungRun:
+    label = ref.display
+    data = prepared.data
+    requests = prepared.requests
+    fingerprint = model.fingerprint()
+    if model.needs_training:
+        fingerprint = stable_hash([fingerprint, _train_hash(data)])
+    keys = [request_key(fingerprint, r) for r in requests]
+    stored = cache.get_many(keys) if cache else {}
+    answers: dict[int, tuple[Prediction, float, bool]] = {}
+    for i, key in enumerate(keys):
+        if key in stored:
+            answers[i] = (
+                Prediction.from_json(stored[key]["prediction"]),
+                stored[key]["latency_ms"],
+                True,
+            )
+    todo = [(i, r) for i, r in enumerate(requests) if i not in answers]
+    progress.rung_started(label, len(requests), len(answers))
+    facts_key = f"facts:{fingerprint}"
+    facts = (cache.get_fact(facts_key) if cache else None) or {}
+    run_key = f"run:{stable_hash([fingerprint, keys])}"
+    # One request per call unless the spec asks for batches: latency is then what one caller
+    # waits, comparable across rungs; a batch_size option measures batched throughput instead.
+    batch_size = (
+        int(getattr(model.options, "batch_size", 1)) if ref.options.get("batch_size") else 1
+    )
+    fresh_wall = 0.0
+    if todo:
+        progress.step(label, "loading")
+        started = time.perf_counter()
+        await asyncio.to_thread(model.load)
+        facts["load_s"] = time.perf_counter() - started
+        if model.needs_training:
+            progress.step(label, f"training on {len(data.train)} examples")
+            started = time.perf_counter()
+            await asyncio.to_thread(
+                model.fit,
+                [ex.text for ex in data.train],
+                [ex.label for ex in data.train],
+                list(data.labels),
+            )
+            facts["fit_s"] = time.perf_counter() - started
+        facts["info"] = _info_to_json(model.info())
+        if cache:
+            cache.put_fact(facts_key, facts)
+        progress.step(label, "answering")
+
+        def on_answer(index: int, pred: Prediction, latency_ms: float) -> None:
+            answers[index] = (pred, latency_ms, False)
+            if cache:
+                cache.put(
+                    keys[index],
+                    model.model_id,
+                    {"prediction": pred.to_json(), "latency_ms": latency_ms},
+                )
+
+        started = time.perf_counter()
+        await _answer(model, label, todo, on_answer, progress, batch_size)
+        fresh_wall = time.perf_counter() - started
+        if cache:
+            cache.put_fact(run_key, {"n": len(todo), "wall_s": fresh_wall})
+    progress.rung_finished(label)
+    # Throughput is measured on the answers this execution produced; a run answered wholly
+    # from the cache reports the figure measured when those answers were made.
+    measured = (
+        {"n": len(todo), "wall_s": fresh_wall}
+        if todo
+        else (cache.get_fact(run_key) if cache else None)
+    )
+    if measured and measured["wall_s"] > 0:
+        throughput = measured["n"] / measured["wall_s"]
+    else:
+        total_ms = sum(lat for _, lat, _ in answers.values())
+        throughput = len(answers) / (total_ms / 1000) if total_ms else 0.0
+    records = [
+        PredictionRecord(
+            id=ex.id,
+            text=ex.text,
+            gold=ex.label,
+            prediction=answers[i][0],
+            latency_ms=answers[i][1],
+            cached=answers[i][2],
+        )
+        for i, ex in enumerate(data.test)
+    ]
+    return RungRun(
+        ref=ref,
+        model_id=model.model_id,
+        records=records,
+        throughput_per_s=throughput,
+        wall_s=len(records) / throughput if throughput else 0.0,
+        load_s=facts.get("load_s"),
+        fit_s=facts.get("fit_s"),
+        info=_info_from_json(facts.get("info")),
+        cached=len(requests) - len(todo),
+        concurrency=max(1, model.max_concurrency),
+    )
+
+
+async def run_rungs_async(
+    prepared: Prepared, *, use_cache: bool = True, progress: Progress | None = None
+) -> list[RungRun]:
+    progress = progress or SilentProgress()
+    cache = ResponseCache(cache_dir() / "responses.sqlite") if use_cache else None
+    results = []
+    try:
+        for ref, model in prepared.models:
+            try:
+                results.append(await _run_rung(ref, model, prepared, cache, progress))
+            finally:
+                model.close()
+    finally:
+        if cache:
+            cache.close()
+    return results
+
+
+def run_rungs(
+    prepared: Prepared, *, use_cache: bool = True, progress: Progress | None = None
+) -> list[RungRun]:
+    return asyncio.run(run_rungs_async(prepared, use_cache=use_cache, progress=progress))
+
+
+def rung_labels(runs: Sequence[RungRun]) -> list[str]:
+    return [r.ref.display for r in runs]

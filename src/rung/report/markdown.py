@@ -1,0 +1,158 @@
+"""report.md: the comparison as a person reads it, from results.json and the predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Disagreement", "find_disagreements", "fmt_bytes", "fmt_params", "render_markdown"]
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    id: str
+    text: str
+    gold: str
+    answers: dict[str, str | None]  # rung label -> predicted label
+
+
+def find_disagreements(
+    rung_labels: Sequence[str],
+    records: Sequence[Sequence[tuple[str, str, str, str | None]]],
+    limit: int = 20,
+) -> list[Disagreement]:
+    """Examples on which the rungs gave different answers; ``records[r]`` lists, for rung r,
+    (id, text, gold, predicted) in test order. Examples where some rung is right and another
+    wrong come first, since those are the ones that decide between rungs."""
+    found = []
+    for row in zip(*records, strict=True):
+        answers = {rung_labels[r]: row[r][3] for r in range(len(rung_labels))}
+        if len(set(answers.values())) > 1:
+            first = row[0]
+            found.append(Disagreement(id=first[0], text=first[1], gold=first[2], answers=answers))
+    found.sort(key=lambda d: not any(a == d.gold for a in d.answers.values()))
+    return found[:limit]
+
+
+def fmt_params(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.0f}{unit}" if n >= 10 * size else f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _est(q: dict[str, Any]) -> str:
+    low, high = q["ci95"]
+    return f"{q['value']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _secs(v: float | None) -> str:
+    return "?" if v is None else f"{v:.1f}"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(results: dict[str, Any], disagreements: Sequence[Disagreement]) -> str:
+    task = results["task"]
+    rungs = results["rungs"]
+    title = results.get("name") or "Comparison"
+    out = [
+        f"# {title}",
+        "",
+        f"Task: **{task['type']}** into {len(task['labels'])} labels ({', '.join(task['labels'])}); "
+        f"{task['n_test']} test examples, {task['n_train']} training examples, seed {task['seed']}.",
+        f"Data: `{task['data']}`. Made by rung {results['rung_version']} at {results['created']}.",
+        "",
+        "Intervals are bootstrap 95% confidence intervals over the test examples. Latency is per "
+        "request, one request at a time unless the rung's concurrency says otherwise.",
+        "",
+        "## Summary",
+        "",
+        "| rung | accuracy [95% CI] | macro-F1 [95% CI] | invalid | p50 ms | p95 ms | examples/s "
+        "| tokens in/out per request | load s | train s | params | size |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rungs:
+        q = r["quality"]
+        lat = r["latency_ms"]
+        tok = r["tokens"]
+        out.append(
+            f"| {_md_cell(r['label'])} | {_est(q['accuracy'])} | {_est(q['macro_f1'])} | {q['invalid']} "
+            f"| {lat['p50']:.1f} | {lat['p95']:.1f} | {r['throughput_per_s']:.1f} "
+            f"| {tok['in_per_request']:.0f} / {tok['out_per_request']:.1f} | {_secs(r['load_s'])} "
+            f"| {_secs(r['fit_s']) if r['fit_s'] is not None else '-'} | {fmt_params(r['params'])} "
+            f"| {fmt_bytes(r['file_size_bytes'])} |"
+        )
+    best = max(rungs, key=lambda r: r["quality"]["accuracy"]["value"])
+    tied = [
+        r["label"]
+        for r in rungs
+        if r is not best
+        and r["quality"]["accuracy"]["ci95"][1] >= best["quality"]["accuracy"]["ci95"][0]
+    ]
+    out += ["", f"Most accurate: **{best['label']}** ({best['quality']['accuracy']['value']:.3f})."]
+    if tied:
+        out.append(
+            f"Its interval overlaps those of {', '.join(tied)}: on this sample they are not "
+            "clearly worse."
+        )
+    out += ["", "## Per class", ""]
+    for r in rungs:
+        out += [
+            f"### {r['label']}",
+            "",
+            "| label | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        for lab, c in r["quality"]["per_class"].items():
+            out.append(
+                f"| {_md_cell(lab)} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+            )
+        conf = r["quality"]["confusion"]
+        out += ["", "Confusion matrix (rows: gold, columns: predicted):", ""]
+        out.append(
+            "| gold \\ predicted | " + " | ".join(_md_cell(c) for c in conf["columns"]) + " |"
+        )
+        out.append("|---" * (len(conf["columns"]) + 1) + "|")
+        for lab, row in zip(conf["labels"], conf["matrix"], strict=True):
+            out.append(f"| {_md_cell(lab)} | " + " | ".join(str(v) for v in row) + " |")
+        out.append("")
+    if len(rungs) > 1:
+        out += ["## Where the rungs disagree", ""]
+        if not disagreements:
+            out.append("The rungs gave the same answer on every example.")
+        else:
+            names = [r["label"] for r in rungs]
+            out.append("| id | text | gold | " + " | ".join(_md_cell(n) for n in names) + " |")
+            out.append("|---" * (3 + len(names)) + "|")
+            for d in disagreements:
+                text = d.text if len(d.text) <= 160 else d.text[:157] + "..."
+                cells = [
+                    ("**" + str(d.answers[n]) + "**")
+                    if d.answers[n] == d.gold
+                    else str(d.answers[n])
+                    for n in names
+                ]
+                out.append(
+                    f"| {d.id} | {_md_cell(text)} | {_md_cell(d.gold)} | "
+                    + " | ".join(_md_cell(c) for c in cells)
+                    + " |"
+                )
+            out += ["", "Right answers are in bold."]
+    return "\n".join(out) + "\n"
