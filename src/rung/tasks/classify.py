@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rung.errors import DataError
+from rung.errors import DataError, SpecError
 from rung.models.base import ChatMessage, ClassifyRequest
 from rung.tasks.data import DataFormat, Example, read_examples
 
@@ -101,8 +101,9 @@ class ClassifyTask(BaseModel):
     test_data: DataSource | None = Field(
         default=None, description="A separate test file (then data is the training pool)."
     )
-    labels: list[str] = Field(
-        min_length=2, description="The label set, in the order reports show it."
+    labels: list[str] | None = Field(
+        default=None,
+        description="The label set, in the order reports show it. Default: every label in the data, sorted.",
     )
     train_size: int | float | None = Field(
         default=None,
@@ -117,8 +118,12 @@ class ClassifyTask(BaseModel):
 
     @field_validator("labels")
     @classmethod
-    def _unique(cls, labels: list[str]) -> list[str]:
+    def _unique(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is None:
+            return None
         labels = [str(x) for x in labels]
+        if len(labels) < 2:
+            raise ValueError("list at least two labels")
         dupes = [x for x, n in Counter(labels).items() if n > 1]
         if dupes:
             raise ValueError(f"labels listed twice: {', '.join(dupes)}")
@@ -213,15 +218,22 @@ def load_task_data(task: ClassifyTask, base_dir: Path) -> TaskData:
             encoding=src.encoding,
             label_map=src.label_map,
         )
-        _check_labels(exs, task.labels, path)
-        if src.dedupe:
-            exs = _dedupe(exs)
-        return exs, path
+        return (_dedupe(exs) if src.dedupe else exs), path
 
     rng = random.Random(task.seed)
     pool, pool_path = read(task.data)
-    if task.test_data is not None:
-        test_all, _ = read(task.test_data)
+    test_read = read(task.test_data) if task.test_data is not None else None
+    labels = task.labels or sorted(
+        {ex.label for ex in pool} | {ex.label for ex in (test_read or ([], pool_path))[0]}
+    )
+    if len(labels) < 2:
+        raise DataError(
+            f"{pool_path} holds a single label ({labels[0]!r}); classification needs at least two"
+        )
+    _check_labels(pool, labels, pool_path)
+    if test_read is not None:
+        _check_labels(test_read[0], labels, test_read[1])
+        test_all = test_read[0]
         n_test = _resolve(task.test_size, len(test_all))
         test = _stratified_take(test_all, n_test, rng)[0] if n_test is not None else list(test_all)
         # A training text that is also a test text would flatter the rungs that train.
@@ -240,7 +252,7 @@ def load_task_data(task: ClassifyTask, base_dir: Path) -> TaskData:
     train = _stratified_take(train_pool, n_train, rng)[0] if n_train is not None else train_pool
     if not test:
         raise DataError("the test split is empty; raise test_size or add rows")
-    return TaskData(train=train, test=test, labels=tuple(task.labels))
+    return TaskData(train=train, test=test, labels=tuple(labels))
 
 
 def _few_shot(
@@ -259,6 +271,11 @@ def build_requests(task: ClassifyTask, data: TaskData) -> list[ClassifyRequest]:
     """One request per test example, with the prompt rendered from the spec."""
     prompt = task.prompt
     labels = data.labels
+    unknown = sorted(set(prompt.label_descriptions) - set(labels))
+    if unknown:
+        raise SpecError(
+            f"prompt.label_descriptions names labels that are not in the label set: {', '.join(unknown)}"
+        )
     system = prompt.instructions.replace("{labels}", ", ".join(labels))
     if prompt.label_descriptions:
         lines = [
