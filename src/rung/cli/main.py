@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -11,10 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 
-from rung.cli.display import RichProgress, models_table, summary_table
-from rung.errors import RungError
+from rung.cli import catalog_cmds
+from rung.cli.common import console, user_errors
+from rung.cli.display import RichProgress, summary_table
 
 __all__ = ["app"]
 
@@ -28,28 +27,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-
-def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """The one place a RungError becomes a message: one line on stderr, exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except RungError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print(
-                "[yellow]interrupted:[/] the answers made so far are cached; "
-                "run the same command again to resume where it stopped"
-            )
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def _run_and_show(run: Callable[[RichProgress], Any]) -> Any:
@@ -111,33 +88,14 @@ def demo(
 
 
 @app.command()
-@user_errors
-def models(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-) -> None:
-    """The model ids available here and where each comes from."""
-    from rung.models.registry import bundled_models, providers
-
-    found = bundled_models()
-    if as_json:
-        rows = [m.__dict__ for m in found]
-        console.print_json(json.dumps({"providers": providers(), "models": rows}))
-        return
-    console.print(models_table(found))
-    console.print(
-        "Any GGUF file works as llamacpp:<path.gguf>; any sentence-transformers folder or hub id as "
-        "encoder:<id>; any Hugging Face causal LM as transformers:<folder, hub id or .gguf>; "
-        "any OpenAI-compatible API as openai:<model> (base URL from RUNG_OPENAI_BASE_URL)."
-    )
-
-
-@app.command()
 def schema() -> None:
     """Print the JSON schema of the compare spec."""
     from rung.compare.spec import CompareSpec
 
     sys.stdout.write(json.dumps(CompareSpec.model_json_schema(), indent=2) + "\n")
 
+
+catalog_cmds.register(app)
 
 if __name__ == "__main__":
     app()

@@ -50,7 +50,13 @@ def backend_class(provider: str) -> type[Model]:
             f"unknown model provider {provider!r}{did_you_mean(provider, eps)}; "
             f"known providers: {', '.join(sorted(eps))}"
         )
-    cls = eps[provider].load()
+    try:
+        cls = eps[provider].load()
+    except ImportError as e:
+        raise ModelNotFoundError(
+            f"the backend for {provider!r} ({eps[provider].value}) cannot be imported: {e}; "
+            "reinstall the package that provides it"
+        ) from e
     if not (isinstance(cls, type) and issubclass(cls, Model)):
         raise ModelNotFoundError(
             f"entry point {provider!r} in group {GROUP!r} is not a rung Model subclass"
