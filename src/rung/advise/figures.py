@@ -1,0 +1,247 @@
+"""The figures the advice works on: the user's constraints, a rung's measured results, and
+the outcome of checking one against the other."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rung.catalog.cards import ModelCard
+from rung.errors import DataError
+
+__all__ = [
+    "CONSTRAINT_SHORT",
+    "CONSTRAINT_WORDS",
+    "QUALITY",
+    "Assessment",
+    "Check",
+    "Constraints",
+    "Interval",
+    "LoadPoint",
+    "RungResult",
+    "Status",
+    "metric_of",
+    "metric_word",
+    "parse_results",
+]
+QUALITY = ("min_accuracy", "min_macro_f1", "tied_with_best")
+#: a word per constraint, for tables
+CONSTRAINT_SHORT = {
+    "min_accuracy": "accuracy",
+    "min_macro_f1": "macro-F1",
+    "max_p95_ms": "latency",
+    "max_cost_per_1k": "cost",
+    "device": "memory",
+    "on_prem": "on-prem",
+    "concurrency": "concurrency",
+    "tied_with_best": "below best",
+}
+CONSTRAINT_WORDS = {
+    "min_accuracy": "the accuracy floor",
+    "min_macro_f1": "the macro-F1 floor",
+    "max_p95_ms": "the latency limit",
+    "max_cost_per_1k": "the budget",
+    "device": "the device's memory",
+    "on_prem": "the on-premises rule",
+    "concurrency": "the concurrency target",
+    "tied_with_best": "being tied with the best",
+}
+
+Status = Literal["pass", "fail", "unknown"]
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What the user requires. Quality floors are fractions (0.85), not percentages."""
+
+    min_accuracy: float | None = None
+    min_macro_f1: float | None = None
+    max_p95_ms: float | None = None
+    max_cost_per_1k: float | None = None  # USD per 1,000 requests
+    device: str | None = None  # a device class name (rung.catalog.devices)
+    on_prem: bool = False  # data must stay on premises: API rungs are excluded
+    concurrency: int | None = None  # concurrent users the rung must serve
+    hourly_price: float | None = None  # USD per hour of the machine running local rungs
+    context: int = 4096  # tokens of context the memory check is made at
+
+    @property
+    def has_floor(self) -> bool:
+        return self.min_accuracy is not None or self.min_macro_f1 is not None
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    low: float
+    high: float
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+    def show(self) -> str:
+        return f"{self.value:.3f} [{self.low:.2f}–{self.high:.2f}]"
+
+
+@dataclass(frozen=True)
+class LoadPoint:
+    """One level of a load test (rung.compare.load's LevelResult)."""
+
+    concurrency: int
+    p95_ms: float | None
+    throughput_per_s: float | None
+    requests: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class RungResult:
+    """One rung's measured figures, as results.json records them."""
+
+    label: str
+    model: str
+    n: int
+    accuracy: Interval
+    macro_f1: Interval
+    p50_ms: float
+    p95_ms: float
+    throughput_per_s: float
+    params: int | None = None
+    file_size_bytes: int | None = None
+    tokens_in_per_request: float = 0.0
+    tokens_out_per_request: float = 0.0
+    load: tuple[LoadPoint, ...] = ()
+
+
+def _interval(q: Any, where: str) -> Interval:
+    try:
+        low, high = q["ci95"]
+        return Interval(float(q["value"]), float(low), float(high))
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{where}: expected {{value, ci95: [low, high]}}") from None
+
+
+def _load_levels(load: Any) -> list[Any]:
+    """Load-test levels, stored as a list or as ``{"levels": [...]}``."""
+    if isinstance(load, dict):
+        load = load.get("levels")
+    return list(load) if isinstance(load, list) else []
+
+
+def _load_point(p: Any) -> LoadPoint:
+    p95 = (p.get("latency_ms") or {}).get("p95")
+    thr = p.get("throughput_per_s")
+    return LoadPoint(
+        concurrency=int(p["concurrency"]),
+        p95_ms=None if p95 is None else float(p95),
+        throughput_per_s=None if thr is None else float(thr),
+        requests=int(p.get("requests") or 0),
+        errors=int(p.get("errors") or 0),
+    )
+
+
+def parse_results(results: Mapping[str, Any]) -> list[RungResult]:
+    """The rungs of a results.json, checked for the figures the advice needs."""
+    rungs = results.get("rungs") if isinstance(results, Mapping) else None
+    if not isinstance(rungs, list) or not rungs:
+        raise DataError("results.json holds no rungs; run `rung compare` first")
+    parsed = []
+    for i, r in enumerate(rungs):
+        where = f"results.json rungs[{i}]"
+        try:
+            label = str(r.get("label") or r["model"])
+            q = r["quality"]
+            lat = r["latency_ms"]
+            tokens = r.get("tokens") or {}
+            load = tuple(_load_point(p) for p in _load_levels(r.get("load")))
+            parsed.append(
+                RungResult(
+                    label=label,
+                    model=str(r["model"]),
+                    n=int(r["n"]),
+                    accuracy=_interval(q["accuracy"], f"{where}.quality.accuracy"),
+                    macro_f1=_interval(q["macro_f1"], f"{where}.quality.macro_f1"),
+                    p50_ms=float(lat["p50"]),
+                    p95_ms=float(lat["p95"]),
+                    throughput_per_s=float(r.get("throughput_per_s") or 0.0),
+                    params=r.get("params"),
+                    file_size_bytes=r.get("file_size_bytes"),
+                    tokens_in_per_request=float(tokens.get("in_per_request") or 0.0),
+                    tokens_out_per_request=float(tokens.get("out_per_request") or 0.0),
+                    load=load,
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DataError(
+                f"{where} lacks a figure the advice needs ({e}); "
+                "re-run `rung compare` with this version of rung"
+            ) from None
+    return parsed
+
+
+@dataclass(frozen=True)
+class Check:
+    constraint: str
+    status: Status
+    measured: float | str | None
+    limit: float | str | None
+    gap: float | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Assessment:
+    rung: RungResult
+    card: ModelCard | None
+    cost_per_1k: float | None
+    cost_basis: str
+    memory_bytes: int | None
+    checks: tuple[Check, ...]
+
+    @property
+    def label(self) -> str:
+        return self.rung.label
+
+    @property
+    def meets_all(self) -> bool:
+        return all(c.status == "pass" for c in self.checks)
+
+    @property
+    def fails(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "fail"]
+
+    @property
+    def unknown(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "unknown"]
+
+    @property
+    def is_api(self) -> bool:
+        return self.card is not None and self.card.kind == "api"
+
+    @property
+    def local(self) -> bool:
+        return self.card is not None and self.card.on_prem is True and self.card.kind != "api"
+
+    @property
+    def size(self) -> int | None:
+        if self.is_api:
+            return None
+        return self.rung.params or (self.card.params if self.card else None)
+
+    def order(self) -> tuple[bool, int, bool, float, float]:
+        """Smallest first, then cheapest, then fastest; unknown sizes and costs last."""
+        return (
+            self.size is None,
+            self.size or 0,
+            self.cost_per_1k is None,
+            self.cost_per_1k or 0.0,
+            self.rung.p95_ms,
+        )
+
+
+def metric_of(a: Assessment, metric: str) -> Interval:
+    return a.rung.macro_f1 if metric == "macro_f1" else a.rung.accuracy
+
+
+def metric_word(metric: str) -> str:
+    return "macro-F1" if metric == "macro_f1" else "accuracy"
