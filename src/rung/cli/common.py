@@ -17,7 +17,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:

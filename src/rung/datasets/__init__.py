@@ -35,6 +35,9 @@ def demo_spec(
                 "test_size": test_size,
                 "seed": 0,
                 "prompt": {
+                    # Two examples per label: zero-shot, the 135M-270M models answer nearly
+                    # everything with one label; a few shots make the comparison informative.
+                    "shots": 2,
                     "instructions": (
                         "You label the sentiment of sentences from financial news, from the point "
                         "of view of an investor in the company. Answer with one word: {labels}."
