@@ -172,6 +172,11 @@ class EncoderModel(Model):
                 "GPU); set the option device: cpu"
             )
         folder, hub_id = self._resolve()
+        # transformers draws its own "Loading weights" bar on stderr, through rung's Rich
+        # progress display; rung reports loading itself.
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         if hub_id is None:
             assert folder is not None
             st = _load_st(SentenceTransformer, str(folder), device, local_only=True)

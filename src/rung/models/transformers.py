@@ -422,6 +422,8 @@ class TransformersModel(Model):
             import transformers
         except ImportError as e:
             raise MissingDependencyError(f"the transformers backend ({e})", INSTALL) from e
+        # Its own progress bars would draw through rung's Rich display; rung reports loading.
+        transformers.utils.logging.disable_progress_bar()
         device, dtype = self._pick_device_dtype()
         src = self.source()
         kwargs: dict[str, Any] = {"trust_remote_code": self.opts.trust_remote_code}
