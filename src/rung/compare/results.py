@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 
 from rung import __version__
+from rung.compare.cost import CostFigure, CostSpec, api_cost, machine_cost
 from rung.compare.runner import Prepared, RungRun
 from rung.compare.spec import CompareSpec
-from rung.errors import RunError
+from rung.errors import RunError, RungError
 from rung.tasks import metrics
 
 __all__ = ["check_out_dir", "rung_summary", "summarize", "write_run"]
@@ -43,7 +44,58 @@ def check_out_dir(out: Path) -> None:
         raise RunError(f"cannot write to {parent}; choose another --out")
 
 
-def rung_summary(run: RungRun, labels: Sequence[str], resamples: int, seed: int) -> dict[str, Any]:
+MB = 2**20
+
+
+def _memory_estimate_mb(run: RungRun, context: int) -> tuple[float | None, str]:
+    """Weights + KV cache at ``context`` from the model's own metadata (GGUF header,
+    config.json); None when the metadata does not tell."""
+    from rung.catalog.cards import card_for
+
+    base_url = run.ref.options.get("base_url")
+    try:
+        card = card_for(run.model_id, base_url=str(base_url) if base_url else None)
+    except RungError as e:
+        return None, str(e)
+    if card.kind == "api":
+        return None, "runs behind an API"
+    estimate = card.memory(context)
+    if estimate.total_bytes is None:
+        return None, "; ".join(estimate.notes) or "metadata incomplete"
+    return estimate.total_bytes / MB, f"weights + KV cache at {estimate.context} tokens"
+
+
+def _best_throughput(run: RungRun) -> tuple[float, str]:
+    levels = [lv for lv in (run.load or []) if lv["requests"] > 0 and not lv["errors"]]
+    if levels:
+        best = max(levels, key=lambda lv: lv["throughput_per_s"])
+        return best["throughput_per_s"], f"at {best['concurrency']} concurrent"
+    return run.throughput_per_s, "one at a time"
+
+
+def _is_api(run: RungRun) -> bool:
+    """Paid per token: an openai-provider rung whose endpoint is not on the user's network."""
+    if run.model_id.partition(":")[0] != "openai":
+        return False
+    from rung.catalog.cards import is_local_url
+
+    base_url = run.ref.options.get("base_url") or os.environ.get("RUNG_OPENAI_BASE_URL")
+    return not (base_url and is_local_url(str(base_url)))
+
+
+def rung_cost(run: RungRun, spec: CostSpec) -> CostFigure:
+    n = len(run.records) or 1
+    if _is_api(run):
+        tokens_in = sum(r.prediction.tokens_in for r in run.records) / n
+        tokens_out = sum(r.prediction.tokens_out for r in run.records) / n
+        return api_cost(run.model_id, tokens_in, tokens_out, spec)
+    throughput, where = _best_throughput(run)
+    return machine_cost(throughput, spec, where)
+
+
+def rung_summary(
+    run: RungRun, labels: Sequence[str], resamples: int, seed: int, spec: CompareSpec
+) -> dict[str, Any]:
     gold = [r.gold for r in run.records]
     pred = [r.prediction.label for r in run.records]
     acc = metrics.bootstrap_ci(gold, pred, labels, "accuracy", resamples=resamples, seed=seed)
@@ -53,6 +105,9 @@ def rung_summary(run: RungRun, labels: Sequence[str], resamples: int, seed: int)
     tokens_out = sum(r.prediction.tokens_out for r in run.records)
     n = len(run.records)
     info = run.info
+    estimate, estimate_basis = _memory_estimate_mb(run, spec.measure.context)
+    memory = dict(run.memory) if run.memory else {}
+    cost = rung_cost(run, spec.cost)
     return {
         "model": run.model_id,
         "label": run.ref.display,
@@ -79,6 +134,7 @@ def rung_summary(run: RungRun, labels: Sequence[str], resamples: int, seed: int)
         "latency_ms": {
             "p50": metrics.percentile(latencies, 50),
             "p95": metrics.percentile(latencies, 95),
+            "p99": metrics.percentile(latencies, 99),
             "mean": sum(latencies) / n if n else 0.0,
         },
         "tokens": {
@@ -90,6 +146,18 @@ def rung_summary(run: RungRun, labels: Sequence[str], resamples: int, seed: int)
         "wall_s": run.wall_s,
         "throughput_per_s": run.throughput_per_s,
         "concurrency": run.concurrency,
+        "load": run.load,
+        "memory_mb": {
+            "peak_rss": memory.get("peak_rss"),
+            "baseline_rss": memory.get("baseline_rss"),
+            "model_rss": memory.get("model_rss"),
+            "peak_gpu": memory.get("peak_gpu"),
+            "estimate": estimate,
+            "estimate_basis": estimate_basis,
+            "file": info.file_size_bytes / MB if info.file_size_bytes else None,
+        },
+        "cost_usd_per_1k": cost.usd_per_1k,
+        "cost": cost.to_json(),
         "load_s": run.load_s,
         "fit_s": run.fit_s,
         "params": info.params,
@@ -99,6 +167,57 @@ def rung_summary(run: RungRun, labels: Sequence[str], resamples: int, seed: int)
         "path": info.path,
         "cached": run.cached,
     }
+
+
+def counterfactual(runs: Sequence[RungRun], spec: CompareSpec) -> list[dict[str, Any]]:
+    """What this workload costs per 1,000 requests on each rung, and on API models that were
+    not run, priced with the token counts a generative rung measured (the tokenizers differ a
+    little between models: an estimate)."""
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        cost = rung_cost(run, spec.cost)
+        rows.append(
+            {
+                "model": run.model_id,
+                "label": run.ref.display,
+                "usd_per_1k": cost.usd_per_1k,
+                "basis": cost.detail,
+                "in_ladder": True,
+            }
+        )
+    counted = [r for r in runs if sum(x.prediction.tokens_out for x in r.records) > 0]
+    reference = max(
+        counted, key=lambda r: sum(x.prediction.tokens_in for x in r.records), default=None
+    )
+    ladder = {r.model_id for r in runs}
+    for model_id in spec.cost.compare_with:
+        if model_id in ladder:
+            continue
+        if reference is None:
+            rows.append(
+                {
+                    "model": model_id,
+                    "label": model_id,
+                    "usd_per_1k": None,
+                    "in_ladder": False,
+                    "basis": "no generative rung counted the prompt's tokens",
+                }
+            )
+            continue
+        n = len(reference.records) or 1
+        tokens_in = sum(x.prediction.tokens_in for x in reference.records) / n
+        tokens_out = sum(x.prediction.tokens_out for x in reference.records) / n
+        cost = api_cost(model_id, tokens_in, tokens_out, spec.cost)
+        rows.append(
+            {
+                "model": model_id,
+                "label": model_id,
+                "usd_per_1k": cost.usd_per_1k,
+                "basis": f"{cost.detail}; tokens counted by {reference.ref.display}",
+                "in_ladder": False,
+            }
+        )
+    return rows
 
 
 def summarize(prepared: Prepared, runs: Sequence[RungRun], base_dir: Path) -> dict[str, Any]:
@@ -116,7 +235,10 @@ def summarize(prepared: Prepared, runs: Sequence[RungRun], base_dir: Path) -> di
             "seed": spec.task.seed,
             "data": str(_absolute(spec.task.data.path, base_dir)),
         },
-        "rungs": [rung_summary(r, labels, spec.measure.bootstrap, spec.task.seed) for r in runs],
+        "rungs": [
+            rung_summary(r, labels, spec.measure.bootstrap, spec.task.seed, spec) for r in runs
+        ],
+        "counterfactual": counterfactual(runs, spec),
     }
 
 

@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from rung.compare.cache import ResponseCache, request_key
-from rung.compare.spec import CompareSpec, ModelRef
+from rung.compare.load import run_level
+from rung.compare.memory import measure_memory
+from rung.compare.spec import CompareSpec, LoadSpec, ModelRef
 from rung.config import cache_dir
 from rung.models import registry
 from rung.models.base import ClassifyRequest, Model, ModelInfo, Prediction, stable_hash
+from rung.models.runtime import ModelRuntime
 from rung.tasks.classify import TaskData, build_requests, load_task_data
 
 __all__ = ["PredictionRecord", "Progress", "RungRun", "SilentProgress", "prepare", "run_rungs"]
@@ -71,7 +74,8 @@ class RungRun:
     info: ModelInfo
     cached: int
     concurrency: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    load: list[dict[str, Any]] | None = None
+    memory: dict[str, Any] | None = None
 
 
 @dataclass
@@ -154,6 +158,74 @@ async def _answer(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class _Ready:
+    """Loads (and trains) a rung at most once, and only when some work needs it."""
+
+    def __init__(
+        self, model: Model, data: TaskData, facts: dict[str, Any], progress: Progress, label: str
+    ) -> None:
+        self.model, self.data, self.facts, self.progress, self.label = (
+            model,
+            data,
+            facts,
+            progress,
+            label,
+        )
+        self.done = False
+
+    async def __call__(self) -> None:
+        if self.done:
+            return
+        self.progress.step(self.label, "loading")
+        started = time.perf_counter()
+        await asyncio.to_thread(self.model.load)
+        self.facts["load_s"] = time.perf_counter() - started
+        if self.model.needs_training:
+            train = self.data.train
+            self.progress.step(self.label, f"training on {len(train)} examples")
+            started = time.perf_counter()
+            await asyncio.to_thread(
+                self.model.fit,
+                [ex.text for ex in train],
+                [ex.label for ex in train],
+                list(self.data.labels),
+            )
+            self.facts["fit_s"] = time.perf_counter() - started
+        self.facts["info"] = _info_to_json(self.model.info())
+        self.done = True
+
+
+def _is_local(model: Model) -> bool:
+    """Whether the rung's weights live in this process (so its memory can be measured)."""
+    return model.max_concurrency <= 1
+
+
+async def _load_test(
+    model: Model, requests: list[ClassifyRequest], spec: LoadSpec, progress: Progress, label: str
+) -> list[dict[str, Any]]:
+    levels = []
+    for concurrency in spec.concurrency:
+        progress.step(label, f"load test, {concurrency} concurrent")
+        async with ModelRuntime(model) as runtime:
+            level = await run_level(
+                runtime,
+                requests,
+                concurrency,
+                max_requests=spec.requests,
+                max_seconds=spec.max_seconds,
+            )
+        levels.append(level.to_json())
+    return levels
+
+
+def _train_json(data: TaskData) -> dict[str, Any]:
+    return {
+        "texts": [ex.text for ex in data.train],
+        "labels": [ex.label for ex in data.train],
+        "label_set": list(data.labels),
+    }
+
+
 async def _run_rung(
     ref: ModelRef,
     model: Model,
@@ -164,6 +236,7 @@ async def _run_rung(
     label = ref.display
     data = prepared.data
     requests = prepared.requests
+    measure = prepared.spec.measure
     fingerprint = model.fingerprint()
     if model.needs_training:
         fingerprint = stable_hash([fingerprint, _train_hash(data)])
@@ -181,6 +254,7 @@ async def _run_rung(
     progress.rung_started(label, len(requests), len(answers))
     facts_key = f"facts:{fingerprint}"
     facts = (cache.get_fact(facts_key) if cache else None) or {}
+    ready = _Ready(model, data, facts, progress, label)
     run_key = f"run:{stable_hash([fingerprint, keys])}"
     # One request per call unless the spec asks for batches: latency is then what one caller
     # waits, comparable across rungs; a batch_size option measures batched throughput instead.
@@ -189,21 +263,7 @@ async def _run_rung(
     )
     fresh_wall = 0.0
     if todo:
-        progress.step(label, "loading")
-        started = time.perf_counter()
-        await asyncio.to_thread(model.load)
-        facts["load_s"] = time.perf_counter() - started
-        if model.needs_training:
-            progress.step(label, f"training on {len(data.train)} examples")
-            started = time.perf_counter()
-            await asyncio.to_thread(
-                model.fit,
-                [ex.text for ex in data.train],
-                [ex.label for ex in data.train],
-                list(data.labels),
-            )
-            facts["fit_s"] = time.perf_counter() - started
-        facts["info"] = _info_to_json(model.info())
+        await ready()
         if cache:
             cache.put_fact(facts_key, facts)
         progress.step(label, "answering")
@@ -222,6 +282,37 @@ async def _run_rung(
         fresh_wall = time.perf_counter() - started
         if cache:
             cache.put_fact(run_key, {"n": len(todo), "wall_s": fresh_wall})
+
+    # The load test and the memory probe are measurements of the rung, not answers: they are
+    # kept in the cache like answers (an API rung's load test costs money), keyed by what they
+    # measured, and taken again with --no-cache.
+    load: list[dict[str, Any]] | None = None
+    if measure.load is not None:
+        load_key = f"load:{stable_hash([fingerprint, keys, measure.load.model_dump()])}"
+        cached_load = cache.get_fact(load_key) if cache else None
+        if cached_load is not None:
+            load = cached_load["levels"]
+        else:
+            await ready()
+            load = await _load_test(model, requests, measure.load, progress, label)
+            if cache:
+                cache.put_fact(load_key, {"levels": load})
+    if cache and ready.done:
+        cache.put_fact(facts_key, facts)
+    model.close()
+
+    memory: dict[str, Any] | None = None
+    if measure.memory and _is_local(model):
+        mem_key = f"memory:{fingerprint}"
+        memory = cache.get_fact(mem_key) if cache else None
+        if memory is None:
+            progress.step(label, "measuring memory in a fresh process")
+            train = _train_json(data) if model.needs_training else None
+            memory = await asyncio.to_thread(
+                measure_memory, ref.id, ref.options, requests[:4], train
+            )
+            if cache:
+                cache.put_fact(mem_key, memory)
     progress.rung_finished(label)
     # Throughput is measured on the answers this execution produced; a run answered wholly
     # from the cache reports the figure measured when those answers were made.
@@ -257,6 +348,8 @@ async def _run_rung(
         info=_info_from_json(facts.get("info")),
         cached=len(requests) - len(todo),
         concurrency=max(1, model.max_concurrency),
+        load=load,
+        memory=memory,
     )
 
 

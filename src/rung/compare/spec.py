@@ -12,10 +12,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rung.compare.cost import CostSpec
 from rung.errors import SpecError
 from rung.tasks.classify import ClassifyTask
 
-__all__ = ["CompareSpec", "MeasureSpec", "ModelRef", "load_spec", "parse_spec"]
+__all__ = ["CompareSpec", "LoadSpec", "MeasureSpec", "ModelRef", "load_spec", "parse_spec"]
 
 
 class ModelRef(BaseModel):
@@ -36,13 +37,43 @@ class ModelRef(BaseModel):
         return self.label or self.id
 
 
+class LoadSpec(BaseModel):
+    """Closed-loop load test: at each level, that many virtual users send requests back to back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: list[int] = Field(
+        default_factory=lambda: [1, 4, 16], description="Concurrent users per level."
+    )
+    requests: int = Field(default=48, ge=1, description="Requests per level (at most).")
+    max_seconds: float = Field(default=20.0, gt=0, description="Time per level (at most).")
+
+    @field_validator("concurrency")
+    @classmethod
+    def _positive(cls, levels: list[int]) -> list[int]:
+        if not levels or any(c < 1 for c in levels):
+            raise ValueError("list one or more concurrency levels, each at least 1")
+        return sorted(set(levels))
+
+
 class MeasureSpec(BaseModel):
-    """How figures are computed."""
+    """What is measured besides quality, and how figures are computed."""
 
     model_config = ConfigDict(extra="forbid")
 
     bootstrap: int = Field(
         default=1000, ge=100, le=100_000, description="Bootstrap resamples for the 95% intervals."
+    )
+    load: LoadSpec | None = Field(
+        default_factory=LoadSpec, description="Load test per rung; null to skip it."
+    )
+    memory: bool = Field(
+        default=True, description="Measure each local rung's peak memory in a fresh process."
+    )
+    context: int = Field(
+        default=2048,
+        ge=1,
+        description="Context length (tokens) for the memory estimate from model metadata.",
     )
 
 
@@ -59,6 +90,7 @@ class CompareSpec(BaseModel):
         min_length=1, description="The rungs, as ids or {id, label, options}."
     )
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
+    cost: CostSpec = Field(default_factory=CostSpec)
 
     @field_validator("models", mode="before")
     @classmethod

@@ -1,0 +1,99 @@
+"""Load test: closed-loop virtual users against one rung, through its serving path.
+
+At each concurrency level, that many virtual users each send a request, wait for the answer,
+and send the next, until the level's request budget or time budget is spent. Requests go
+through ``ModelRuntime`` (queueing, micro-batching) for local rungs and the async client for
+API rungs, i.e. the path the server uses. Answers are never taken from the cache here: the
+point is to measure the rung.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rung.models.base import ClassifyRequest
+from rung.models.runtime import ModelRuntime
+from rung.tasks.metrics import percentile
+
+__all__ = ["LevelResult", "run_level"]
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    concurrency: int
+    requests: int
+    errors: int
+    wall_s: float
+    throughput_per_s: float
+    output_tokens_per_s: float
+    latency_ms: dict[str, float]
+    first_error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "errors": self.errors,
+            "wall_s": self.wall_s,
+            "throughput_per_s": self.throughput_per_s,
+            "output_tokens_per_s": self.output_tokens_per_s,
+            "latency_ms": self.latency_ms,
+            "first_error": self.first_error,
+        }
+
+
+async def run_level(
+    runtime: ModelRuntime,
+    requests: Sequence[ClassifyRequest],
+    concurrency: int,
+    *,
+    max_requests: int,
+    max_seconds: float,
+) -> LevelResult:
+    """Drive ``runtime`` with ``concurrency`` virtual users; bounded in count and in time."""
+    if not requests:
+        raise ValueError("a load test needs at least one request")
+    latencies: list[float] = []
+    tokens_out = 0
+    errors = 0
+    first_error: str | None = None
+    issued = 0
+    started = time.perf_counter()
+    deadline = started + max_seconds
+
+    async def user() -> None:
+        nonlocal issued, tokens_out, errors, first_error
+        while issued < max_requests and time.perf_counter() < deadline:
+            request = requests[issued % len(requests)]
+            issued += 1
+            t0 = time.perf_counter()
+            try:
+                prediction = await runtime.classify(request)
+            except Exception as e:  # counted and reported, the load goes on
+                errors += 1
+                first_error = first_error or f"{type(e).__name__}: {e}"
+                continue
+            latencies.append((time.perf_counter() - t0) * 1000)
+            tokens_out += prediction.tokens_out
+
+    await asyncio.gather(*(user() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
+    done = len(latencies)
+    return LevelResult(
+        concurrency=concurrency,
+        requests=done,
+        errors=errors,
+        wall_s=wall,
+        throughput_per_s=done / wall if wall > 0 else 0.0,
+        output_tokens_per_s=tokens_out / wall if wall > 0 else 0.0,
+        latency_ms={
+            "p50": percentile(latencies, 50),
+            "p95": percentile(latencies, 95),
+            "p99": percentile(latencies, 99),
+            "mean": sum(latencies) / done if done else 0.0,
+        },
+        first_error=first_error,
+    )
