@@ -20,7 +20,12 @@ runner = CliRunner()
 
 
 def _spec(
-    tmp_path: Path, fpb_path: Path, models: str, test_size: int, train_size: int = 200
+    tmp_path: Path,
+    fpb_path: Path,
+    models: str,
+    test_size: int,
+    train_size: int = 200,
+    measure: str = "{load: null, memory: false}",
 ) -> Path:
     path = tmp_path / "fpb.yaml"
     path.write_text(
@@ -33,6 +38,7 @@ task:
   test_size: {test_size}
   seed: 1
 models: {models}
+measure: {measure}
 """,
         encoding="utf-8",
     )
@@ -47,7 +53,11 @@ def test_compare_writes_a_complete_run_and_reruns_from_cache(
     tmp_path: Path, fpb_path: Path
 ) -> None:
     spec = _spec(
-        tmp_path, fpb_path, "[encoder:minilm-l6, llamacpp:smollm2-135m-instruct]", test_size=24
+        tmp_path,
+        fpb_path,
+        "[encoder:minilm-l6, llamacpp:smollm2-135m-instruct]",
+        test_size=24,
+        measure="{load: {concurrency: [1, 4], requests: 12}, memory: true}",
     )
     out = tmp_path / "run"
     result = runner.invoke(app, ["compare", str(spec), "--out", str(out)])
@@ -77,7 +87,30 @@ def test_compare_writes_a_complete_run_and_reruns_from_cache(
         matrix = rung["quality"]["confusion"]["matrix"]
         assert sum(map(sum, matrix)) == 24
         assert rung["cached"] == 0
+        # speed under load, memory and money (issue 3)
+        assert rung["latency_ms"]["p95"] <= rung["latency_ms"]["p99"]
+        assert [lv["concurrency"] for lv in rung["load"]] == [1, 4]
+        for level in rung["load"]:
+            assert level["requests"] == 12 and level["errors"] == 0
+            assert level["throughput_per_s"] > 0
+            assert (
+                0
+                < level["latency_ms"]["p50"]
+                <= level["latency_ms"]["p95"]
+                <= level["latency_ms"]["p99"]
+            )
+        memory = rung["memory_mb"]
+        # the process holds at least the weights file once the model is loaded
+        assert memory["peak_rss"] > memory["baseline_rss"] > 0
+        assert memory["model_rss"] > 0.8 * memory["file"]
+        assert memory["estimate"] is not None and memory["estimate"] > memory["file"]
+        assert rung["cost_usd_per_1k"] > 0 and rung["cost"]["basis"] == "machine"
     encoder, smol = results["rungs"]
+    # micro-batching: four concurrent users get more than one user alone from the encoder
+    assert encoder["load"][1]["throughput_per_s"] > encoder["load"][0]["throughput_per_s"]
+    priced = {row["model"]: row for row in results["counterfactual"]}
+    assert priced["openai:gpt-4o-mini"]["usd_per_1k"] > 0
+    assert not priced["openai:gpt-4o-mini"]["in_ladder"]
     assert encoder["fit_s"] > 0 and smol["fit_s"] is None
     assert 20_000_000 < encoder["params"] < 25_000_000  # all-MiniLM-L6-v2: 22.7M
     assert smol["tokens"]["in_per_request"] > 20
