@@ -73,6 +73,15 @@ def _ci(q: dict[str, Any]) -> str:
     return f"{q['value']:.3f} [dim][{low:.2f}-{high:.2f}][/]"
 
 
+def _best_throughput(r: dict[str, Any]) -> float:
+    levels = [lv["throughput_per_s"] for lv in r.get("load") or [] if not lv["errors"]]
+    return max([r["throughput_per_s"], *levels])
+
+
+def _opt(value: float | None, pattern: str) -> str:
+    return "?" if value is None else pattern.format(value)
+
+
 def summary_table(results: dict[str, Any]) -> Table:
     table = Table(title=results.get("name") or "Comparison", title_justify="left")
     for name, justify in (
@@ -81,7 +90,9 @@ def summary_table(results: dict[str, Any]) -> Table:
         ("macro-F1 [95% CI]", "right"),
         ("p50 ms", "right"),
         ("p95 ms", "right"),
-        ("ex/s", "right"),
+        ("best req/s", "right"),
+        ("peak MB", "right"),
+        ("$/1k req", "right"),
         ("params", "right"),
         ("size", "right"),
     ):
@@ -94,7 +105,9 @@ def summary_table(results: dict[str, Any]) -> Table:
             _ci(q["macro_f1"]),
             f"{r['latency_ms']['p50']:.1f}",
             f"{r['latency_ms']['p95']:.1f}",
-            f"{r['throughput_per_s']:.1f}",
+            f"{_best_throughput(r):.1f}",
+            _opt(r.get("memory_mb", {}).get("peak_rss"), "{:,.0f}"),
+            _opt(r.get("cost_usd_per_1k"), "{:.4f}"),
             fmt_params(r["params"]),
             fmt_bytes(r["file_size_bytes"]),
         )

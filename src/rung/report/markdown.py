@@ -68,6 +68,72 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _money(v: float | None) -> str:
+    if v is None:
+        return "?"
+    return f"${v:.4f}" if v < 1 else f"${v:,.2f}"
+
+
+def _mb(v: float | None) -> str:
+    return "?" if v is None else f"{v:,.0f} MB"
+
+
+def _cost_memory_section(results: dict[str, Any]) -> list[str]:
+    rungs = results["rungs"]
+    if not any("cost" in r or r.get("memory_mb") for r in rungs):
+        return []
+    out = [
+        "",
+        "## Memory and money",
+        "",
+        "Peak memory is the resident set of a fresh process that loaded the rung and answered a "
+        "few requests; the estimate is weights plus KV cache from the model's own metadata.",
+        "",
+        "| rung | peak RSS | of which the model | estimate | file | $ per 1k requests | how |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rungs:
+        m = r.get("memory_mb") or {}
+        cost = r.get("cost") or {}
+        out.append(
+            f"| {_md_cell(r['label'])} | {_mb(m.get('peak_rss'))} | {_mb(m.get('model_rss'))} "
+            f"| {_mb(m.get('estimate'))} | {_mb(m.get('file'))} | {_money(r.get('cost_usd_per_1k'))} "
+            f"| {_md_cell(str(cost.get('detail', '')))} |"
+        )
+    others = [c for c in results.get("counterfactual") or [] if not c.get("in_ladder")]
+    if others:
+        out += ["", "The same workload on API models that were not run:", ""]
+        out += ["| model | $ per 1k requests | how |", "|---|---|---|"]
+        for c in others:
+            out.append(
+                f"| {_md_cell(c['label'])} | {_money(c['usd_per_1k'])} | {_md_cell(c['basis'])} |"
+            )
+    return out
+
+
+def _load_section(rungs: Sequence[dict[str, Any]]) -> list[str]:
+    if not any(r.get("load") for r in rungs):
+        return []
+    out = [
+        "",
+        "## Under load",
+        "",
+        "Closed-loop virtual users, each sending its next request when the last is answered, "
+        "through the same queue and micro-batching the server uses.",
+        "",
+        "| rung | users | requests/s | p50 ms | p95 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rungs:
+        for lv in r.get("load") or []:
+            lat = lv["latency_ms"]
+            out.append(
+                f"| {_md_cell(r['label'])} | {lv['concurrency']} | {lv['throughput_per_s']:.1f} "
+                f"| {lat['p50']:.1f} | {lat['p95']:.1f} | {lat['p99']:.1f} | {lv['errors']} |"
+            )
+    return out
+
+
 def render_markdown(results: dict[str, Any], disagreements: Sequence[Disagreement]) -> str:
     task = results["task"]
     rungs = results["rungs"]
@@ -112,6 +178,8 @@ def render_markdown(results: dict[str, Any], disagreements: Sequence[Disagreemen
             f"Its interval overlaps those of {', '.join(tied)}: on this sample they are not "
             "clearly worse."
         )
+    out += _cost_memory_section(results)
+    out += _load_section(rungs)
     out += ["", "## Per class", ""]
     for r in rungs:
         out += [

@@ -1,0 +1,532 @@
+"""report.html: the comparison as one self-contained page, from results.json and the predictions.
+
+The page carries its own copy of plotly.js (inlined once), so it opens offline and from an
+e-mail attachment; it loads no font, image or script from anywhere. Figures a run did not
+measure (load, memory, cost) are left out with a line that says so. Every string from the user
+or the data is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import plotly.io as pio  # type: ignore[import-untyped]
+import plotly.offline  # type: ignore[import-untyped]
+
+from rung.advise.fmt import usd
+from rung.report import plots
+from rung.report.markdown import find_disagreements, fmt_bytes, fmt_params
+
+__all__ = ["MAX_DISAGREEMENTS", "render_html", "write_html"]
+
+#: rows of the disagreement table; past this the page grows slow to filter and scroll
+MAX_DISAGREEMENTS = 500
+
+PLOT_CONFIG = {"displaylogo": False, "responsive": True, "showSendToCloud": False}
+
+
+class Markup(str):
+    """HTML that is already safe to insert."""
+
+
+def _e(value: object) -> str:
+    return value if isinstance(value, Markup) else html.escape(str(value))
+
+
+def _fig(fig: Any, div_id: str) -> Markup:
+    return Markup(
+        '<div class="plot">'
+        + pio.to_html(
+            fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=PLOT_CONFIG
+        )
+        + "</div>"
+    )
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], cls: str = "") -> Markup:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    attr = f' class="{cls}"' if cls else ""
+    return Markup(f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _note(text: str) -> Markup:
+    return Markup(f'<p class="note">{_e(text)}</p>')
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) else None
+
+
+def _f(x: Any, fmt: str = ".1f", unit: str = "") -> str:
+    v = _num(x)
+    return "–" if v is None else f"{v:{fmt}}{unit}"
+
+
+def _mb(x: Any) -> str:
+    v = _num(x)
+    return "–" if v is None else fmt_bytes(int(v * plots.MB))
+
+
+def _est(q: Mapping[str, Any]) -> Markup:
+    low, high = q["ci95"]
+    return Markup(f'{q["value"]:.3f} <span class="ci">[{low:.3f}, {high:.3f}]</span>')
+
+
+def _section(anchor: str, title: str, *parts: str) -> str:
+    return f'<section id="{anchor}"><h2>{_e(title)}</h2>{"".join(parts)}</section>'
+
+
+def _header(results: Mapping[str, Any]) -> str:
+    task = results.get("task") or {}
+    labels = [str(lab) for lab in task.get("labels") or []]
+    title = results.get("name") or "Comparison"
+    return (
+        f"<header><h1>{_e(title)}</h1><p>Task: <b>{_e(task.get('type', '?'))}</b> into "
+        f"{len(labels)} labels ({_e(', '.join(labels))}); {_e(task.get('n_test', '?'))} test "
+        f"examples, {_e(task.get('n_train', '?'))} training examples, seed "
+        f"{_e(task.get('seed', '?'))}.</p><p class=\"note\">Data: <code>{_e(task.get('data'))}"
+        f"</code>. Made by rung {_e(results.get('rung_version', '?'))} at "
+        f"{_e(results.get('created', '?'))}. Intervals are bootstrap 95% confidence intervals "
+        "over the test examples.</p></header>"
+    )
+
+
+def _summary(rungs: Sequence[Mapping[str, Any]]) -> str:
+    headers = [
+        "rung", "accuracy [95% CI]", "macro-F1 [95% CI]", "invalid", "p50 ms", "p95 ms",
+        "p99 ms", "examples/s", "tokens in / out", "$ / 1k req", "peak RSS", "est. memory",
+        "load s", "train s", "params", "size",
+    ]  # fmt: skip
+    rows = []
+    for r in rungs:
+        q, lat, tok = r["quality"], r.get("latency_ms") or {}, r.get("tokens") or {}
+        mem = r.get("memory_mb") or {}
+        rows.append(
+            [
+                r["label"],
+                _est(q["accuracy"]),
+                _est(q["macro_f1"]),
+                q.get("invalid", 0),
+                _f(lat.get("p50")),
+                _f(lat.get("p95")),
+                _f(lat.get("p99")),
+                _f(r.get("throughput_per_s")),
+                f"{_f(tok.get('in_per_request'), '.0f')} / {_f(tok.get('out_per_request'))}",
+                "–" if r.get("cost_usd_per_1k") is None else usd(r["cost_usd_per_1k"]),
+                _mb(mem.get("peak_rss")),
+                _mb(mem.get("estimate")),
+                _f(r.get("load_s")),
+                _f(r.get("fit_s")),
+                fmt_params(r.get("params")),
+                fmt_bytes(r.get("file_size_bytes")),
+            ]
+        )
+    best = max(rungs, key=lambda r: r["quality"]["accuracy"]["value"])
+    acc = best["quality"]["accuracy"]
+    tied = [
+        str(r["label"])
+        for r in rungs
+        if r is not best and r["quality"]["accuracy"]["ci95"][1] >= acc["ci95"][0]
+    ]
+    verdict = f"Most accurate: {best['label']} ({acc['value']:.3f})."
+    if tied:
+        verdict += (
+            f" Its interval overlaps those of {', '.join(tied)}: on this sample they are not "
+            "clearly worse."
+        )
+    return _section(
+        "summary",
+        "Summary",
+        Markup('<div class="wide">'),
+        _table(headers, rows, "figures"),
+        Markup("</div>"),
+        Markup(f"<p>{_e(verdict)}</p>"),
+    )
+
+
+def _pareto(rungs: Sequence[Mapping[str, Any]]) -> str:
+    parts: list[str] = [
+        _note(
+            "Up and to the left is better. Filled markers joined by the dashed line are the "
+            "Pareto frontier: no other rung is both at least as accurate and cheaper (or "
+            "faster, or smaller). Bars are 95% intervals."
+        ),
+        Markup('<div class="grid">'),
+    ]
+    notes = []
+    for axis in plots.pareto_axes(rungs):
+        missing = [str(r["label"]) for r in rungs if axis.value(r) is None]
+        if len(missing) == len(rungs):
+            notes.append(f"{axis.title}: not drawn, no rung has a figure for {axis.label}.")
+            continue
+        parts.append(_fig(plots.pareto_figure(rungs, axis), f"plot-pareto-{axis.key}"))
+        if missing:
+            notes.append(f"{axis.title}: {', '.join(missing)} not shown (no figure).")
+    parts.append(Markup("</div>"))
+    parts.extend(_note(n) for n in notes)
+    return _section("pareto", "Quality against cost, latency and memory", *parts)
+
+
+def _load(rungs: Sequence[Mapping[str, Any]]) -> str:
+    fig = plots.load_figure(rungs)
+    if fig is None:
+        return _section(
+            "load",
+            "Under load",
+            _note("This run has no load test (the spec's measure.load was off)."),
+        )
+    rows = []
+    for r in rungs:
+        for lv in plots.load_levels(r):
+            lat = lv.get("latency_ms") or {}
+            rows.append(
+                [
+                    r["label"],
+                    lv.get("concurrency"),
+                    lv.get("requests"),
+                    lv.get("errors"),
+                    _f(lv.get("wall_s")),
+                    _f(lv.get("throughput_per_s")),
+                    _f(lv.get("output_tokens_per_s")),
+                    _f(lat.get("p50")),
+                    _f(lat.get("p95")),
+                    _f(lat.get("p99")),
+                    lv.get("first_error") or "",
+                ]
+            )
+    headers = [
+        "rung", "users", "requests", "errors", "wall s", "requests/s", "output tokens/s",
+        "p50 ms", "p95 ms", "p99 ms", "first error",
+    ]  # fmt: skip
+    return _section(
+        "load",
+        "Under load",
+        _note(
+            "Closed-loop virtual users, each sending its next request when the last is "
+            "answered. A cross marks a level where requests failed."
+        ),
+        _fig(fig, "plot-load"),
+        _table(headers, rows, "figures"),
+    )
+
+
+def _cost(results: Mapping[str, Any]) -> str:
+    rows: list[list[object]] = []
+    for c in results.get("counterfactual") or []:
+        rows.append(
+            [
+                c.get("label") or c.get("model"),
+                "in this run" if c.get("in_ladder") else "not run: priced",
+                "–" if c.get("usd_per_1k") is None else usd(c["usd_per_1k"]),
+                c.get("basis") or "",
+            ]
+        )
+    if not rows:
+        for r in results["rungs"]:
+            cost = r.get("cost") or {}
+            if r.get("cost_usd_per_1k") is None and not cost:
+                continue
+            rows.append(
+                [
+                    r["label"],
+                    "in this run",
+                    "–" if r.get("cost_usd_per_1k") is None else usd(r["cost_usd_per_1k"]),
+                    cost.get("detail") or "",
+                ]
+            )
+    if not rows:
+        return _section("cost", "Cost", _note("This run has no cost figures."))
+    return _section(
+        "cost",
+        "Cost per 1,000 requests",
+        _note(
+            "API rungs: tokens per request × the price per token. Local rungs: machine time at "
+            "the measured throughput × the machine's hourly price, an estimate that depends on "
+            "the machine. Models not run are priced with the token counts a rung of this run "
+            "measured."
+        ),
+        _table(["model", "", "$ / 1k requests", "how"], rows, "figures"),
+    )
+
+
+def _memory(rungs: Sequence[Mapping[str, Any]]) -> str:
+    keys = ("peak_rss", "baseline_rss", "model_rss", "peak_gpu", "estimate", "file")
+    rows = []
+    for r in rungs:
+        mem = r.get("memory_mb") or {}
+        if any(_num(mem.get(k)) is not None for k in keys):
+            rows.append(
+                [r["label"], *(_mb(mem.get(k)) for k in keys), mem.get("estimate_basis") or ""]
+            )
+    if not rows:
+        return ""
+    headers = [
+        "rung", "peak RSS", "baseline RSS", "model RSS", "peak GPU", "estimate", "file",
+        "estimate basis",
+    ]  # fmt: skip
+    return _section(
+        "memory",
+        "Memory",
+        _note(
+            "Measured in a fresh process per rung (RSS: resident memory; baseline: the process "
+            "before the model loaded), beside the estimate from the model's own metadata."
+        ),
+        _table(headers, rows, "figures"),
+    )
+
+
+def _confusion(rungs: Sequence[Mapping[str, Any]]) -> str:
+    parts: list[str] = [_note("Rows: gold label; columns: predicted label."), '<div class="grid">']
+    for i, r in enumerate(rungs):
+        per_class = r["quality"].get("per_class") or {}
+        table = _table(
+            ["label", "precision", "recall", "F1", "support"],
+            (
+                [lab, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]]
+                for lab, c in per_class.items()
+            ),
+            "figures small",
+        )
+        parts.append(
+            f'<div class="card">{_fig(plots.confusion_figure(r, i), f"plot-confusion-{i}")}'
+            f"{table}</div>"
+        )
+    parts.append("</div>")
+    return _section("confusion", "Confusion matrices", *parts)
+
+
+FILTER_JS = """
+(function () {
+  var gold = document.getElementById("filter-gold");
+  var rung = document.getElementById("filter-rung");
+  var count = document.getElementById("filter-count");
+  var rows = Array.prototype.slice.call(document.querySelectorAll("#disagreements tbody tr"));
+  function apply() {
+    var want = rung.value.split(":");
+    var shown = 0;
+    rows.forEach(function (row) {
+      var ok = (!gold.value || row.getAttribute("data-gold") === gold.value) &&
+        (!rung.value || row.getAttribute("data-" + want[0]).split(" ").indexOf(want[1]) >= 0);
+      row.hidden = !ok;
+      if (ok) { shown += 1; }
+    });
+    count.textContent = shown + " of " + rows.length + " shown";
+  }
+  gold.addEventListener("change", apply);
+  rung.addEventListener("change", apply);
+  apply();
+})();
+"""
+
+
+def _aligned(
+    names: Sequence[str], predictions: Sequence[Mapping[str, Any]]
+) -> list[list[tuple[str, str, str, str | None]]]:
+    """Per rung, (id, text, gold, predicted) for the examples every rung answered, in the
+    first rung's order."""
+    by_rung: dict[str, dict[str, Mapping[str, Any]]] = {n: {} for n in names}
+    for p in predictions:
+        if p.get("rung") in by_rung:
+            by_rung[str(p["rung"])][str(p.get("id"))] = p
+    ids = [i for i in by_rung[names[0]] if all(i in by_rung[n] for n in names)]
+    return [
+        [
+            (i, str(by_rung[n][i].get("text", "")), str(by_rung[n][i].get("gold")), pred)
+            for i in ids
+            for pred in [by_rung[n][i].get("predicted")]
+        ]
+        for n in names
+    ]
+
+
+def _disagreements(
+    rungs: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]
+) -> str:
+    if len(rungs) < 2:
+        return ""
+    names = [str(r["label"]) for r in rungs]
+    if not predictions:
+        return _section("disagree", "Where the rungs disagree", _note("No predictions given."))
+    records = _aligned(names, predictions)
+    found = find_disagreements(names, records, limit=len(records[0]))
+    if not found:
+        return _section(
+            "disagree",
+            "Where the rungs disagree",
+            _note("The rungs gave the same answer on every example."),
+        )
+    confidence = {
+        (str(p.get("rung")), str(p.get("id"))): p.get("confidence") for p in predictions
+    }
+    head = "".join(f"<th>{_e(n)}</th>" for n in names)
+    body = []
+    for d in found[:MAX_DISAGREEMENTS]:
+        wrong = [str(k) for k, n in enumerate(names) if d.answers[n] != d.gold]
+        right = [str(k) for k, n in enumerate(names) if d.answers[n] == d.gold]
+        cells = []
+        for n in names:
+            answer, ok = d.answers[n], d.answers[n] == d.gold
+            conf = _num(confidence.get((n, d.id)))
+            title = f' title="confidence {conf:.2f}"' if conf is not None else ""
+            shown = "(invalid)" if answer is None else answer
+            cells.append(
+                f'<td class="{"right" if ok else "wrong"}"{title}>'
+                f"{'✓' if ok else '✗'} {_e(shown)}</td>"
+            )
+        body.append(
+            f'<tr data-gold="{_e(d.gold)}" data-wrong="{" ".join(wrong)}" '
+            f'data-right="{" ".join(right)}"><td>{_e(d.id)}</td><td class="text">{_e(d.text)}'
+            f"</td><td>{_e(d.gold)}</td>{''.join(cells)}</tr>"
+        )
+    golds = sorted({d.gold for d in found[:MAX_DISAGREEMENTS]})
+    gold_opts = "".join(f'<option value="{_e(g)}">{_e(g)}</option>' for g in golds)
+    rung_opts = "".join(
+        f'<option value="wrong:{k}">{_e(n)} wrong</option>'
+        f'<option value="right:{k}">{_e(n)} right</option>'
+        for k, n in enumerate(names)
+    )
+    more = (
+        f" The first {MAX_DISAGREEMENTS} of {len(found)} are listed."
+        if len(found) > MAX_DISAGREEMENTS
+        else ""
+    )
+    return _section(
+        "disagree",
+        "Where the rungs disagree",
+        _note(
+            f"{len(found)} of {len(records[0])} test examples got different answers. Those where "
+            f"some rung is right and another wrong come first.{more} Hover an answer for the "
+            "rung's confidence."
+        ),
+        f'<div class="filters"><label>gold label <select id="filter-gold"><option value="">'
+        f'any</option>{gold_opts}</select></label> <label>rung <select id="filter-rung">'
+        f'<option value="">any</option>{rung_opts}</select></label> '
+        '<span id="filter-count"></span></div>',
+        f'<table id="disagreements" class="examples"><thead><tr><th>id</th><th>text</th>'
+        f"<th>gold</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>",
+        f"<script>{FILTER_JS}</script>",
+    )
+
+
+def _lines(title: str, lines: Sequence[object]) -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<li>{_e(line)}</li>" for line in lines)
+    return f"<h3>{_e(title)}</h3><ul>{items}</ul>"
+
+
+def _advice(advice: Mapping[str, Any] | None) -> str:
+    if not advice:
+        return ""
+    rec = advice.get("recommended")
+    given = {k: v for k, v in (advice.get("constraints") or {}).items() if v not in (None, False)}
+    given.pop("context", None)  # always set; it matters only with a device
+    asked = (
+        "Constraints: " + ", ".join(f"{k} = {v}" for k, v in given.items()) + "."
+        if given
+        else "No constraints were given: this is the default advice. Run `rung advise` on the "
+        "run folder with a quality floor, a latency or cost limit or a device to ask for yours."
+    )
+    reasons = advice.get("reasons") or []
+    if rec:
+        head = f'<p class="verdict">Recommended: <b>{_e(rec.get("label"))}</b></p>'
+    else:
+        head = '<p class="verdict fail">No rung meets every constraint.</p>'
+        reasons = reasons[1:]
+    runners = [f"{r.get('label')}: {r.get('text')}" for r in advice.get("runners_up") or []]
+    return _section(
+        "advice",
+        "Advice",
+        head,
+        _note(asked),
+        _lines("Why", reasons),
+        _lines("Tied", advice.get("ties") or []),
+        _lines("Caveats", advice.get("caveats") or []),
+        _lines("Runners-up", runners),
+        _lines("What would change the choice", advice.get("what_would_change") or []),
+        _lines("Notes", advice.get("notes") or []),
+    )
+
+
+CSS = """
+:root { color-scheme: light; --muted: #5f6368; --line: #dadce0; --ok: #137333; --bad: #b3261e; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
+  color: #202124; background: #fff; }
+main { max-width: 1240px; margin: 0 auto; padding: 12px 20px 40px; }
+h1 { font-size: 24px; margin: 12px 0 4px; } h2 { font-size: 19px; margin: 28px 0 8px;
+  border-bottom: 1px solid var(--line); padding-bottom: 4px; } h3 { font-size: 15px; margin: 12px 0 4px; }
+nav { font-size: 13px; } nav a { margin-right: 12px; color: #1a73e8; text-decoration: none; }
+.note { color: var(--muted); font-size: 13px; margin: 4px 0; }
+.ci { color: var(--muted); font-size: 12px; }
+.wide { overflow-x: auto; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f8f9fa; font-weight: 600; }
+table.figures td { white-space: nowrap; font-variant-numeric: tabular-nums; }
+table.small { font-size: 12px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(540px, 1fr)); gap: 16px; }
+.card { border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
+.plot { min-width: 0; }
+.examples td.text { max-width: 560px; }
+td.right { color: var(--ok); font-weight: 600; } td.wrong { color: var(--bad); }
+.filters { margin: 8px 0; } .filters select { margin: 0 10px 0 4px; }
+.verdict { font-size: 16px; } .verdict.fail { color: var(--bad); font-weight: 600; }
+footer { color: var(--muted); font-size: 12px; margin-top: 32px; }
+"""
+
+
+def render_html(
+    results: Mapping[str, Any],
+    predictions: Sequence[Mapping[str, Any]],
+    advice: Mapping[str, Any] | None = None,
+) -> str:
+    """The report page for ``results`` (results.json), ``predictions`` (the rows of
+    predictions.jsonl) and, when given, ``advice`` (``Advice.to_json()``)."""
+    rungs = results["rungs"]
+    sections = [
+        _summary(rungs),
+        _advice(advice),
+        _pareto(rungs),
+        _load(rungs),
+        _cost(results),
+        _memory(rungs),
+        _confusion(rungs),
+        _disagreements(rungs, predictions),
+    ]
+    body = "".join(sections)
+    titles = [
+        ("summary", "Summary"), ("advice", "Advice"), ("pareto", "Trade-offs"),
+        ("load", "Under load"), ("cost", "Cost"), ("memory", "Memory"),
+        ("confusion", "Confusion"), ("disagree", "Disagreements"),
+    ]  # fmt: skip
+    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in titles if f'id="{a}"' in body)
+    title = _e(results.get("name") or "Comparison")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title} — rung report</title><style>{CSS}</style>"
+        f"<script>{plotly.offline.get_plotlyjs()}</script></head><body><main>"
+        f"{_header(results)}<nav>{nav}</nav>{body}"
+        f"<footer>Made by rung {_e(results.get('rung_version', '?'))}. This page is "
+        "self-contained: it opens offline.</footer></main></body></html>\n"
+    )
+
+
+def write_html(
+    path: Path,
+    results: Mapping[str, Any],
+    predictions: Sequence[Mapping[str, Any]],
+    advice: Mapping[str, Any] | None = None,
+) -> Path:
+    path.write_text(render_html(results, predictions, advice), encoding="utf-8")
+    return path
+
+
+def read_predictions(path: Path) -> list[dict[str, Any]]:
+    """The rows of a predictions.jsonl."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
