@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # CPU build of PyTorch: a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install install-dev lint typecheck unit bench schema clean
+.PHONY: demo test install install-dev system-deps lint typecheck unit bench schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $@
 
+# Debian packages the tests and benchmarks drive: headless Chromium opens the HTML report,
+# wrk is the load generator rung's own is compared with.
+system-deps:
+	@command -v chromium >/dev/null && command -v wrk >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk >/dev/null)
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
@@ -35,12 +41,12 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-unit: install-dev
+unit: install-dev system-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
 
-bench: install-dev
+bench: install-dev system-deps
 	$(BIN)/python benchmarks/bench_backends.py
 
 schema: install
