@@ -14,6 +14,7 @@ import typer
 from rung.cli import catalog_cmds
 from rung.cli.common import console, user_errors
 from rung.cli.display import RichProgress, summary_table
+from rung.compare.spec import CompareSpec
 
 __all__ = ["app"]
 
@@ -27,6 +28,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+QUICK = typer.Option(
+    "--quick", help="Quality and latency only: skip the load test and the memory probe."
+)
+
+
+def _quick(spec: CompareSpec) -> CompareSpec:
+    measure = spec.measure.model_copy(update={"load": None, "memory": False})
+    return spec.model_copy(update={"measure": measure})
 
 
 def _run_and_show(run: Callable[[RichProgress], Any]) -> Any:
@@ -52,13 +63,17 @@ def compare(
         bool,
         typer.Option("--no-cache", help="Ask every rung again instead of reusing cached answers."),
     ] = False,
+    quick: Annotated[bool, QUICK] = False,
 ) -> None:
     """Run every rung of SPEC on its task and data; write a run folder with the report."""
-    from rung.compare import compare_spec_file
+    from rung.compare import compare_spec, load_spec
 
     target = out or Path("runs") / spec.stem
+    loaded = _quick(load_spec(spec)) if quick else load_spec(spec)
     _run_and_show(
-        lambda progress: compare_spec_file(spec, target, use_cache=not no_cache, progress=progress)
+        lambda progress: compare_spec(
+            loaded, spec.resolve().parent, target, use_cache=not no_cache, progress=progress
+        )
     )
 
 
@@ -70,12 +85,14 @@ def demo(
     ),
     test_size: Annotated[int, typer.Option(help="Test examples (stratified).")] = 150,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ask every rung again.")] = False,
+    quick: Annotated[bool, QUICK] = False,
 ) -> None:
     """Compare the bundled ladder on the bundled financial-sentiment data (offline)."""
     from rung.compare import compare_spec
     from rung.datasets import demo_spec
 
     spec, base_dir = demo_spec(test_size=test_size, environ=os.environ)
+    spec = _quick(spec) if quick else spec
     console.print(
         f"Comparing {len(spec.models)} rungs on {test_size} financial news sentences: "
         + ", ".join(m.display for m in spec.models)
