@@ -373,3 +373,16 @@ def test_malformed_results() -> None:
     del bad["quality"]["macro_f1"]
     with pytest.raises(DataError, match=r"rungs\[0\] lacks a figure"):
         parse_results({"rungs": [bad]})
+
+
+def test_local_cost_is_the_one_compare_measured_unless_a_price_is_given() -> None:
+    results, cards = ladder()
+    results["rungs"][0]["cost_usd_per_1k"] = 0.0011
+    results["rungs"][0]["cost"] = {"detail": "100.0 requests/s at 16 concurrent at $0.4/h"}
+    tiny = next(a for a in advise(results, Constraints(), cards).assessments if a.label == "tiny")
+    assert tiny.cost_per_1k == pytest.approx(0.0011)
+    assert "as `rung compare` measured it: 100.0 requests/s" in tiny.cost_basis
+    # the user's own hourly price re-prices the measured throughput (10 requests/s here)
+    priced = advise(results, Constraints(hourly_price=3.6), cards)
+    tiny = next(a for a in priced.assessments if a.label == "tiny")
+    assert tiny.cost_per_1k == pytest.approx(3.6 / 3600 / 100 * 1000)

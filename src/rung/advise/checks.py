@@ -31,6 +31,10 @@ def _cost(r: RungResult, card: ModelCard | None, c: Constraints) -> tuple[float 
         )
     if card is not None and card.kind == "api" and not card.on_prem:
         return None, f"no token price is known for {r.model}"
+    if r.cost_usd_per_1k is not None and c.hourly_price is None and c.device is None:
+        # The comparison priced it already (its machine profile, its best load level): one
+        # figure for the same rung everywhere.
+        return r.cost_usd_per_1k, f"as `rung compare` measured it: {r.cost_detail}"
     if r.throughput_per_s <= 0:
         return None, "no throughput was measured"
     dev = cost_device(c)

@@ -111,6 +111,9 @@ class RungResult:
     tokens_in_per_request: float = 0.0
     tokens_out_per_request: float = 0.0
     load: tuple[LoadPoint, ...] = ()
+    #: what `rung compare` computed (its machine profile or token prices), when it did
+    cost_usd_per_1k: float | None = None
+    cost_detail: str | None = None
 
 
 def _interval(q: Any, where: str) -> Interval:
@@ -138,6 +141,10 @@ def _load_point(p: Any) -> LoadPoint:
         requests=int(p.get("requests") or 0),
         errors=int(p.get("errors") or 0),
     )
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def parse_results(results: Mapping[str, Any]) -> list[RungResult]:
@@ -169,6 +176,8 @@ def parse_results(results: Mapping[str, Any]) -> list[RungResult]:
                     tokens_in_per_request=float(tokens.get("in_per_request") or 0.0),
                     tokens_out_per_request=float(tokens.get("out_per_request") or 0.0),
                     load=load,
+                    cost_usd_per_1k=_opt_float(r.get("cost_usd_per_1k")),
+                    cost_detail=(r.get("cost") or {}).get("detail"),
                 )
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
