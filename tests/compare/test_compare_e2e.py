@@ -65,6 +65,7 @@ def test_compare_writes_a_complete_run_and_reruns_from_cache(
     assert "report.md" in result.output
     assert sorted(p.name for p in out.iterdir()) == [
         "predictions.jsonl",
+        "report.html",
         "report.md",
         "results.json",
         "spec.yaml",

@@ -21,7 +21,7 @@ from rung.advise.fmt import usd
 from rung.report import plots
 from rung.report.markdown import find_disagreements, fmt_bytes, fmt_params
 
-__all__ = ["MAX_DISAGREEMENTS", "render_html", "write_html"]
+__all__ = ["MAX_DISAGREEMENTS", "read_predictions", "render_html", "write_html"]
 
 #: rows of the disagreement table; past this the page grows slow to filter and scroll
 MAX_DISAGREEMENTS = 500
@@ -74,7 +74,7 @@ def _mb(x: Any) -> str:
 
 def _est(q: Mapping[str, Any]) -> Markup:
     low, high = q["ci95"]
-    return Markup(f'{q["value"]:.3f} <span class="ci">[{low:.3f}, {high:.3f}]</span>')
+    return Markup(f'{q["value"]:.3f}<br><span class="ci">[{low:.3f}, {high:.3f}]</span>')
 
 
 def _section(anchor: str, title: str, *parts: str) -> str:
@@ -89,7 +89,7 @@ def _header(results: Mapping[str, Any]) -> str:
         f"<header><h1>{_e(title)}</h1><p>Task: <b>{_e(task.get('type', '?'))}</b> into "
         f"{len(labels)} labels ({_e(', '.join(labels))}); {_e(task.get('n_test', '?'))} test "
         f"examples, {_e(task.get('n_train', '?'))} training examples, seed "
-        f"{_e(task.get('seed', '?'))}.</p><p class=\"note\">Data: <code>{_e(task.get('data'))}"
+        f'{_e(task.get("seed", "?"))}.</p><p class="note">Data: <code>{_e(task.get("data"))}'
         f"</code>. Made by rung {_e(results.get('rung_version', '?'))} at "
         f"{_e(results.get('created', '?'))}. Intervals are bootstrap 95% confidence intervals "
         "over the test examples.</p></header>"
@@ -100,7 +100,7 @@ def _summary(rungs: Sequence[Mapping[str, Any]]) -> str:
     headers = [
         "rung", "accuracy [95% CI]", "macro-F1 [95% CI]", "invalid", "p50 ms", "p95 ms",
         "p99 ms", "examples/s", "tokens in / out", "$ / 1k req", "peak RSS", "est. memory",
-        "load s", "train s", "params", "size",
+        "load / train s", "params", "size",
     ]  # fmt: skip
     rows = []
     for r in rungs:
@@ -120,8 +120,7 @@ def _summary(rungs: Sequence[Mapping[str, Any]]) -> str:
                 "–" if r.get("cost_usd_per_1k") is None else usd(r["cost_usd_per_1k"]),
                 _mb(mem.get("peak_rss")),
                 _mb(mem.get("estimate")),
-                _f(r.get("load_s")),
-                _f(r.get("fit_s")),
+                f"{_f(r.get('load_s'))} / {_f(r.get('fit_s'))}",
                 fmt_params(r.get("params")),
                 fmt_bytes(r.get("file_size_bytes")),
             ]
@@ -211,7 +210,7 @@ def _load(rungs: Sequence[Mapping[str, Any]]) -> str:
             "answered. A cross marks a level where requests failed."
         ),
         _fig(fig, "plot-load"),
-        _table(headers, rows, "figures"),
+        _table(headers, rows, "figures prose-last"),
     )
 
 
@@ -250,7 +249,7 @@ def _cost(results: Mapping[str, Any]) -> str:
             "the machine. Models not run are priced with the token counts a rung of this run "
             "measured."
         ),
-        _table(["model", "", "$ / 1k requests", "how"], rows, "figures"),
+        _table(["model", "", "$ / 1k requests", "how"], rows, "figures prose-last"),
     )
 
 
@@ -276,7 +275,7 @@ def _memory(rungs: Sequence[Mapping[str, Any]]) -> str:
             "Measured in a fresh process per rung (RSS: resident memory; baseline: the process "
             "before the model loaded), beside the estimate from the model's own metadata."
         ),
-        _table(headers, rows, "figures"),
+        _table(headers, rows, "figures prose-last"),
     )
 
 
@@ -324,6 +323,17 @@ FILTER_JS = """
 """
 
 
+# A plot drawn while the page was still being parsed took the width its box had then; once
+# every box is laid out, each plot is fitted to its own.
+RESIZE_JS = """
+window.addEventListener("load", function () {
+  document.querySelectorAll(".js-plotly-plot").forEach(function (div) {
+    Plotly.Plots.resize(div);
+  });
+});
+"""
+
+
 def _aligned(
     names: Sequence[str], predictions: Sequence[Mapping[str, Any]]
 ) -> list[list[tuple[str, str, str, str | None]]]:
@@ -353,6 +363,12 @@ def _disagreements(
     if not predictions:
         return _section("disagree", "Where the rungs disagree", _note("No predictions given."))
     records = _aligned(names, predictions)
+    if not records[0]:
+        return _section(
+            "disagree",
+            "Where the rungs disagree",
+            _note("The predictions given name none of these rungs; nothing to compare."),
+        )
     found = find_disagreements(names, records, limit=len(records[0]))
     if not found:
         return _section(
@@ -360,9 +376,7 @@ def _disagreements(
             "Where the rungs disagree",
             _note("The rungs gave the same answer on every example."),
         )
-    confidence = {
-        (str(p.get("rung")), str(p.get("id"))): p.get("confidence") for p in predictions
-    }
+    confidence = {(str(p.get("rung")), str(p.get("id"))): p.get("confidence") for p in predictions}
     head = "".join(f"<th>{_e(n)}</th>" for n in names)
     body = []
     for d in found[:MAX_DISAGREEMENTS]:
@@ -427,10 +441,10 @@ def _advice(advice: Mapping[str, Any] | None) -> str:
     given = {k: v for k, v in (advice.get("constraints") or {}).items() if v not in (None, False)}
     given.pop("context", None)  # always set; it matters only with a device
     asked = (
-        "Constraints: " + ", ".join(f"{k} = {v}" for k, v in given.items()) + "."
+        "Constraints: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in given.items()) + "."
         if given
-        else "No constraints were given: this is the default advice. Run `rung advise` on the "
-        "run folder with a quality floor, a latency or cost limit or a device to ask for yours."
+        else "No constraints were given: this is the default advice. Run rung advise on the run "
+        "folder with a quality floor, a latency or cost limit or a device to ask for yours."
     )
     reasons = advice.get("reasons") or []
     if rec:
@@ -468,8 +482,10 @@ table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f8f9fa; font-weight: 600; }
 table.figures td { white-space: nowrap; font-variant-numeric: tabular-nums; }
+table.figures th, table.figures td { padding: 4px 6px; }
 table.small { font-size: 12px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(540px, 1fr)); gap: 16px; }
+table.prose-last td:last-child { white-space: normal; min-width: 260px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(540px, 1fr)); gap: 16px; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
 .plot { min-width: 0; }
 .examples td.text { max-width: 560px; }
@@ -511,7 +527,7 @@ def render_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title} — rung report</title><style>{CSS}</style>"
         f"<script>{plotly.offline.get_plotlyjs()}</script></head><body><main>"
-        f"{_header(results)}<nav>{nav}</nav>{body}"
+        f"{_header(results)}<nav>{nav}</nav>{body}<script>{RESIZE_JS}</script>"
         f"<footer>Made by rung {_e(results.get('rung_version', '?'))}. This page is "
         "self-contained: it opens offline.</footer></main></body></html>\n"
     )

@@ -148,12 +148,27 @@ def pareto_axes(rungs: Sequence[Rung]) -> list[ParetoAxis]:
     ]
 
 
+def _scaled(xs: Sequence[float], log: bool) -> tuple[list[float], list[float] | None]:
+    """Each x as a fraction of the drawn range, and that range (in log10 units on a log axis,
+    as Plotly wants), with a margin so that markers do not sit on the plot's edge."""
+    if not xs:
+        return [], None
+    vals = [math.log10(x) for x in xs] if log else list(xs)
+    low, high = (min(vals), max(vals)) if log else (min(0.0, min(vals)), max(vals))
+    pad = 0.08 * (high - low) or (0.5 if log else 1.0)
+    low, high = low - pad, high + pad
+    return [(v - low) / (high - low) for v in vals], [low, high]
+
+
 def pareto_figure(rungs: Sequence[Rung], axis: ParetoAxis, metric: str = "accuracy") -> go.Figure:
     """Quality (with its 95% interval) against ``axis`` for the rungs whose x is known,
     the frontier drawn as a line through its points and with filled markers."""
     shown = [(i, r, x) for i, r in enumerate(rungs) if (x := axis.value(r)) is not None]
     points = [(x, float(r["quality"][metric]["value"])) for _, r, x in shown]
     frontier = set(pareto_frontier(points))
+    xs = [p[0] for p in points]
+    log = bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= 10
+    where, x_range = _scaled(xs, log)
     fig = go.Figure()
     front = sorted(points[k] for k in frontier)
     fig.add_trace(
@@ -178,7 +193,8 @@ def pareto_figure(rungs: Sequence[Rung], axis: ParetoAxis, metric: str = "accura
                 mode="markers+text",
                 name=_t(r["label"]),
                 text=[_t(r["label"])],
-                textposition="top center",
+                # labels point inwards, so that a rung at either end keeps its name in view
+                textposition="top left" if where[k] > 0.5 else "top right",
                 marker={
                     "size": 13 if on_front else 11,
                     "color": colour(i),
@@ -207,12 +223,10 @@ def pareto_figure(rungs: Sequence[Rung], axis: ParetoAxis, metric: str = "accura
                 ),
             )
         )
-    xs = [p[0] for p in points]
-    log = bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= 10
     fig.update_xaxes(
         title_text=_t(axis.label) + (" — log scale" if log else ""),
         type="log" if log else "linear",
-        rangemode="normal" if log else "tozero",
+        range=x_range,
     )
     fig.update_yaxes(title_text=f"{metric.replace('_', '-')} (95% CI)", range=[-0.03, 1.08])
     return _layout(fig, axis.title, 430)
