@@ -329,7 +329,14 @@ def _notes(assessed: list[Assessment], c: Constraints, any_load: bool) -> list[s
             f"Concurrency ({c.concurrency} users) cannot be checked: this run has no load "
             "figures (latency under concurrent users); it measured one request at a time."
         )
-    if any(not a.is_api for a in assessed):
+    if any(not a.is_api and a.cost_basis.startswith("as `rung compare`") for a in assessed):
+        notes.append(
+            "Cost of local rungs is machine time: the best throughput measured on the machine "
+            "that ran the comparison, priced with the spec's machine profile (cost.machine or "
+            "cost.hourly_usd); --hourly-price or --device re-prices it, and a different machine "
+            "changes it."
+        )
+    elif any(not a.is_api for a in assessed):
         dev = cost_device(c)
         mine = c.hourly_price is not None
         hourly = c.hourly_price if mine else dev.hourly_usd
