@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -16,7 +17,8 @@ __all__ = ["console", "err_console", "user_errors"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console()
+# Piped into a file or a CI log, Rich would fold tables to 80 columns; a wide log reads better.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
