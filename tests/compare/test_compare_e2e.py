@@ -107,8 +107,6 @@ def test_compare_writes_a_complete_run_and_reruns_from_cache(
         assert memory["estimate"] is not None and memory["estimate"] > memory["file"]
         assert rung["cost_usd_per_1k"] > 0 and rung["cost"]["basis"] == "machine"
     encoder, smol = results["rungs"]
-    # micro-batching: four concurrent users get more than one user alone from the encoder
-    assert encoder["load"][1]["throughput_per_s"] > encoder["load"][0]["throughput_per_s"]
     priced = {row["model"]: row for row in results["counterfactual"]}
     assert priced["openai:gpt-4o-mini"]["usd_per_1k"] > 0
     assert not priced["openai:gpt-4o-mini"]["in_ladder"]

@@ -93,7 +93,9 @@ def _cards_table(cards: list[Any], context: int, title: str) -> Table:
         ("fits", "left"),
         ("$/M in / out", "right"),
     ):
-        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        # Ids of the bundled models stay whole; long hub ids fold.
+        width = 31 if name == "model id" else None
+        table.add_column(name, justify=justify, overflow="fold", min_width=width)  # type: ignore[arg-type]
     for c in cards:
         mark = "" if c.measured_here else " *"
         model = c.model_id + mark if c.installed else f"{c.model_id} [yellow](not installed)[/]"

