@@ -23,10 +23,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 # Debian packages the tests and benchmarks drive: headless Chromium opens the HTML report,
-# wrk is the load generator rung's own is compared with.
+# wrk is the load generator rung's own is compared with, PostgreSQL holds the usage ledger
+# of several server replicas (the tests start their own server in a temporary folder).
 system-deps:
-	@command -v chromium >/dev/null && command -v wrk >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk >/dev/null)
+	@command -v chromium >/dev/null && command -v wrk >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk postgresql >/dev/null)
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
@@ -42,7 +43,7 @@ typecheck: install-dev
 	$(BIN)/mypy
 
 unit: install-dev system-deps
-	$(BIN)/pytest -q
+	RUNG_REQUIRE_POSTGRES=1 $(BIN)/pytest -q
 
 test: lint typecheck unit
 
@@ -51,6 +52,7 @@ bench: install-dev system-deps
 
 schema: install
 	$(BIN)/rung schema > schemas/compare-spec.schema.json
+	$(BIN)/rung serve --schema > schemas/serve-config.schema.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from rung.cli import catalog_cmds
+from rung.cli import catalog_cmds, route_cmds, serve_cmds
 from rung.cli.common import console, user_errors
 from rung.cli.display import RichProgress, summary_table
 from rung.compare.spec import CompareSpec
@@ -113,6 +113,8 @@ def schema() -> None:
 
 
 catalog_cmds.register(app)
+route_cmds.register(app)
+serve_cmds.register(app)
 
 if __name__ == "__main__":
     app()

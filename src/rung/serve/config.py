@@ -1,0 +1,282 @@
+"""The serve config: which rungs the server loads, who may call it, and where usage is logged.
+
+A YAML file, loaded with ``yaml.safe_load`` and validated by pydantic models that forbid unknown
+fields (``rung serve --schema`` prints the JSON schema). Paths are relative to the config
+file's folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from rung.compare.cost import TokenPrice
+from rung.config import cache_dir
+from rung.errors import SpecError
+from rung.tasks.classify import PromptSpec
+from rung.tasks.data import DataFormat
+
+__all__ = [
+    "AuthSpec",
+    "CascadeEntry",
+    "LedgerSpec",
+    "LimitsSpec",
+    "ModelEntry",
+    "ServeConfig",
+    "TrainSpec",
+    "default_ledger_url",
+    "load_config",
+    "parse_config",
+]
+
+
+def default_ledger_url() -> str:
+    """SQLite under the cache folder, created on first use."""
+    return f"sqlite:///{cache_dir() / 'serve' / 'ledger.db'}"
+
+
+class TrainSpec(BaseModel):
+    """Labelled examples a rung that needs training (an encoder head) is trained on at startup.
+
+    Interim: until ``rung tune`` saves trained models, the server trains such rungs each time it
+    starts (seconds for a few hundred examples)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Field(description="File of labelled examples, relative to the config file.")
+    format: DataFormat | None = Field(
+        default=None, description="csv, tsv, jsonl or at. Default: from the extension."
+    )
+    text: str = Field(default="text", description="Column or JSON field holding the text.")
+    label: str = Field(default="label", description="Column or JSON field holding the label.")
+    label_map: dict[str, str] = Field(
+        default_factory=dict, description="Rename labels as read, e.g. {'0': negative}."
+    )
+    labels: list[str] | None = Field(
+        default=None, description="The label set. Default: every label in the file, sorted."
+    )
+    train_size: int | float | None = Field(
+        default=200,
+        description="Examples to train on (count, or fraction of the file); stratified by label.",
+    )
+    seed: int = Field(default=0, description="Seed of the stratified sample.")
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+
+class _Served(BaseModel):
+    """What every served model, plain or cascade, may set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[str] | None = Field(
+        default=None,
+        description="Label set for /v1/classify. Default: train.labels, or the labels in the "
+        "training file. A request may send its own labels to rungs that do not train.",
+    )
+    prompt: PromptSpec = Field(
+        default_factory=PromptSpec,
+        description="How generative rungs are asked to classify (as in a compare spec).",
+    )
+    train: TrainSpec | None = Field(
+        default=None, description="Training data, for rungs that need training."
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _two_or_more(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and len(set(labels)) < 2:
+            raise ValueError("list at least two distinct labels")
+        return labels
+
+
+class ModelEntry(_Served):
+    """One rung the server loads."""
+
+    id: str = Field(description="provider:name, e.g. llamacpp:smollm2-135m-instruct.")
+    name: str | None = Field(
+        default=None, description="Public name clients use in /v1/models. Default: the id."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend options.")
+    price: TokenPrice | None = Field(
+        default=None,
+        description="USD per million tokens charged to keys for this model. Default: the API "
+        "price for API models (genai-prices), nothing for self-hosted models.",
+    )
+
+    @property
+    def public_name(self) -> str:
+        return self.name or self.id
+
+
+class CascadeEntry(_Served):
+    """A cascade served as ``cascade:<name>``. ``rungs`` and any other field besides labels,
+    prompt and train are the cascade model's own options (see `rung models`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    rungs: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="From small to large: {model, options, threshold}; the last rung answers.",
+    )
+
+    def cascade_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"rungs": self.rungs}
+        options.update(self.model_extra or {})
+        return options
+
+
+class AuthSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    required: bool = Field(
+        default=True,
+        description="Ask every /v1 and /graphql request for an API key (rung keys create). "
+        "Off: anyone who reaches the port may call it; usage is logged without a key.",
+    )
+
+
+class LimitsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_input_chars: int = Field(
+        default=20_000, ge=1, description="Longest text (or messages, together) per input."
+    )
+    max_batch: int = Field(default=64, ge=1, description="Most inputs in one request.")
+    max_body_bytes: int = Field(
+        default=2_000_000, ge=1024, description="Largest request body in bytes."
+    )
+    max_output_tokens: int = Field(
+        default=1024, ge=1, description="Cap on the tokens one generation may produce."
+    )
+    default_max_tokens: int = Field(
+        default=256, ge=1, description="Tokens generated when a request does not say."
+    )
+    default_rpm: int | None = Field(
+        default=None, ge=1, description="Requests per minute for keys without their own limit."
+    )
+    default_budget_usd: float | None = Field(
+        default=None, ge=0, description="Spend in USD for keys without their own budget."
+    )
+
+
+class LedgerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        default_factory=default_ledger_url,
+        description="SQLAlchemy URL of the key and usage database: SQLite under the cache "
+        "folder by default (a relative sqlite:///file.db is read from the config file's "
+        "folder); postgresql://user:pass@host/db when several replicas share it.",
+    )
+
+
+class ServeConfig(BaseModel):
+    """What ``rung serve`` serves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelEntry] = Field(default_factory=list, description="The rungs to load.")
+    cascades: dict[str, CascadeEntry] = Field(
+        default_factory=dict, description="Cascades, served as cascade:<name>."
+    )
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    ledger: LedgerSpec = Field(default_factory=LedgerSpec)
+    runs_dir: Path = Field(
+        default=Path("runs"), description="Folder of compare runs listed by GraphQL's runs."
+    )
+    # the folder relative paths are read from: the config file's
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _ids_as_entries(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [{"id": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ServeConfig:
+        names = [m.public_name for m in self.models] + [f"cascade:{n}" for n in self.cascades]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"models served twice: {', '.join(dupes)}; give each a distinct name")
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
+
+    def ledger_url(self) -> str:
+        """The ledger URL, with a relative SQLite path read from the config file's folder."""
+        url = self.ledger.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and url != prefix + ":memory:":
+            path = Path(url.removeprefix(prefix))
+            if not path.is_absolute():
+                return prefix + str(self.resolve(path))
+        return url
+
+    def resolve(self, path: Path) -> Path:
+        path = path.expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def _format_errors(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field {loc!r}; remove it or check its spelling")
+        elif err["type"] == "missing":
+            parts.append(f"missing field {loc!r}")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_config(
+    data: object, source: str = "serve config", base_dir: Path | None = None
+) -> ServeConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a serve config is a YAML mapping, got {type(data).__name__}")
+    try:
+        config = ServeConfig.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(f"{source}: {_format_errors(e)}") from None
+    if base_dir is not None:
+        config._base_dir = base_dir
+    return config
+
+
+def load_config(path: Path) -> ServeConfig:
+    if not path.is_file():
+        raise SpecError(f"serve config not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a UTF-8 text file") from None
+    return parse_config(data, str(path), base_dir=path.resolve().parent)

@@ -1,0 +1,300 @@
+"""GraphQL at ``/graphql`` (Strawberry): query the models, the compare runs and the usage;
+mutations to classify and to generate.
+
+The gateway has already checked the key (GraphQL sits behind the same access control as REST);
+errors become GraphQL errors whose ``extensions`` carry the same status and code as REST's.
+A key sees only its own usage; without keys (``auth.required: false``) usage covers everyone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+import strawberry
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from rung.models.base import ChatMessage, GenerateRequest
+from rung.serve.errors import describe
+from rung.serve.state import ServeState, UsageSlot
+
+__all__ = ["graphql_app"]
+
+log = logging.getLogger("rung.serve")
+
+
+@strawberry.type
+class ServedModelInfo:
+    name: str
+    model_id: str
+    can_classify: bool
+    can_generate: bool
+    can_embed: bool
+    cascade: bool
+    labels: list[str] | None
+
+
+@strawberry.type
+class RunRung:
+    model: str
+    label: str
+    accuracy: float | None
+    macro_f1: float | None
+    latency_p50_ms: float | None
+    cost_per_1k_usd: float | None
+
+
+@strawberry.type
+class Run:
+    name: str
+    path: str
+    title: str | None
+    created: str | None
+    labels: list[str]
+    n_test: int | None
+    rungs: list[RunRung]
+    results: JSON
+
+
+@strawberry.type
+class ModelUsage:
+    model: str
+    requests: int
+    cost_usd: float
+
+
+@strawberry.type
+class RungUsage:
+    rung: str
+    requests: int
+
+
+@strawberry.type
+class Usage:
+    requests: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    by_model: list[ModelUsage]
+    by_rung: list[RungUsage]
+
+
+@strawberry.type
+class Classification:
+    text: str
+    label: str | None
+    confidence: float | None
+    scores: JSON
+    rung: str
+    climbed_from: list[str]
+    latency_ms: float
+    cost_usd: float | None
+    top_rung_cost_usd: float | None
+
+
+@strawberry.type
+class GenerationResult:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str | None
+    cost_usd: float
+    rung: str
+
+
+def _ctx(info: Info) -> tuple[ServeState, UsageSlot]:
+    return info.context["state"], info.context["slot"]
+
+
+def _graphql_error(e: Exception) -> GraphQLError:
+    error = describe(e)
+    return GraphQLError(
+        error.message,
+        extensions={"status": error.status, "code": error.code, "type": error.type},
+    )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _run(folder: Path) -> Run | None:
+    try:
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        log.warning("skipping run %s: cannot read its results.json (%s)", folder, e)
+        return None
+    if not isinstance(results, dict):
+        return None
+    rungs = []
+    for r in results.get("rungs") or []:
+        quality = r.get("quality") or {}
+        rungs.append(
+            RunRung(
+                model=str(r.get("model")),
+                label=str(r.get("label") or r.get("model")),
+                accuracy=_number((quality.get("accuracy") or {}).get("value")),
+                macro_f1=_number((quality.get("macro_f1") or {}).get("value")),
+                latency_p50_ms=_number((r.get("latency_ms") or {}).get("p50")),
+                cost_per_1k_usd=_number((r.get("cost") or {}).get("usd_per_1k")),
+            )
+        )
+    task = results.get("task") or {}
+    return Run(
+        name=folder.name,
+        path=str(folder),
+        title=results.get("name"),
+        created=results.get("created"),
+        labels=[str(x) for x in task.get("labels") or []],
+        n_test=task.get("n_test"),
+        rungs=rungs,
+        results=cast(JSON, results),
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The models this server serves.")
+    def models(self, info: Info) -> list[ServedModelInfo]:
+        state, _ = _ctx(info)
+        return [
+            ServedModelInfo(
+                name=m.name,
+                model_id=m.model_id,
+                can_classify=m.model.can_classify,
+                can_generate=m.can_generate,
+                can_embed=m.can_embed,
+                cascade=m.traced,
+                labels=list(m.labels) if m.labels else None,
+            )
+            for m in state.models.values()
+        ]
+
+    @strawberry.field(description="Compare runs in the configured runs folder, newest first.")
+    def runs(self, info: Info, limit: int = 20) -> list[Run]:
+        state, _ = _ctx(info)
+        root = state.runs_dir
+        if not root.is_dir():
+            return []
+        folders = [p for p in root.iterdir() if (p / "results.json").is_file()]
+        folders.sort(key=lambda p: (p / "results.json").stat().st_mtime, reverse=True)
+        found = [run for p in folders[: max(0, limit)] if (run := _run(p)) is not None]
+        return found
+
+    @strawberry.field(description="Requests, tokens and cost: the caller's key's, since a time.")
+    async def usage(self, info: Info, since: datetime | None = None) -> Usage:
+        state, slot = _ctx(info)
+        assert state.gate is not None and state.ledger is not None
+        await state.gate.flush()
+        key_id = slot.principal.key_id if slot.principal else None
+        if key_id is None and state.config.auth.required:
+            raise GraphQLError("usage needs an API key", extensions={"status": 401})
+        totals = await state.ledger.run(state.ledger.totals, key_id, since)
+        return Usage(
+            requests=totals.requests,
+            tokens_in=totals.tokens_in,
+            tokens_out=totals.tokens_out,
+            cost_usd=totals.cost_usd,
+            by_model=[
+                ModelUsage(model=m, requests=n, cost_usd=c) for m, (n, c) in totals.by_model.items()
+            ],
+            by_rung=[RungUsage(rung=r, requests=n) for r, n in totals.by_rung.items()],
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Label texts with a served model.")
+    async def classify(
+        self, info: Info, model: str, input: list[str], labels: list[str] | None = None
+    ) -> list[Classification]:
+        state, slot = _ctx(info)
+        try:
+            served = state.model(model, slot)
+            answers = await state.classify(served, input, labels, slot)
+        except Exception as e:
+            raise _graphql_error(e) from e
+        return [
+            Classification(
+                text=text,
+                label=a.prediction.label,
+                confidence=a.prediction.confidence,
+                scores=cast(JSON, a.prediction.scores),
+                rung=a.rung,
+                climbed_from=a.climbed_from,
+                latency_ms=a.latency_ms,
+                cost_usd=a.cost_usd,
+                top_rung_cost_usd=a.top_rung_cost_usd,
+            )
+            for text, a in zip(input, answers, strict=True)
+        ]
+
+    @strawberry.mutation(description="Generate a reply to a prompt with a served model.")
+    async def generate(
+        self,
+        info: Info,
+        model: str,
+        prompt: str,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+    ) -> GenerationResult:
+        state, slot = _ctx(info)
+        messages = [ChatMessage("user", prompt)]
+        if system:
+            messages.insert(0, ChatMessage("system", system))
+        try:
+            served = state.model(model, slot)
+            if not served.can_generate:
+                raise GraphQLError(
+                    f"{served.name} does not generate text: use the classify mutation",
+                    extensions={"status": 400, "code": "model_cannot_generate"},
+                )
+            request = GenerateRequest(
+                messages=tuple(messages),
+                max_tokens=max_tokens or state.config.limits.default_max_tokens,
+                temperature=temperature,
+            )
+            generation, cost = await state.generate(served, request, slot)
+        except GraphQLError:
+            raise
+        except Exception as e:
+            raise _graphql_error(e) from e
+        return GenerationResult(
+            text=generation.text,
+            tokens_in=generation.tokens_in,
+            tokens_out=generation.tokens_out,
+            finish_reason=generation.finish_reason,
+            cost_usd=cost,
+            rung=served.model_id,
+        )
+
+
+SCHEMA = strawberry.Schema(query=Query, mutation=Mutation)
+
+
+class _RungGraphQL(GraphQL):
+    def __init__(self, state: ServeState) -> None:
+        super().__init__(SCHEMA, allow_queries_via_get=False)
+        self.state = state
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Any:
+        slot = request.scope.get("rung.usage")
+        if not isinstance(slot, UsageSlot):
+            slot = UsageSlot()
+        return {"state": self.state, "slot": slot, "request": request, "response": response}
+
+
+def graphql_app(state: ServeState) -> GraphQL:
+    return _RungGraphQL(state)

@@ -1,0 +1,155 @@
+"""What one running server holds, and the calls REST and GraphQL share: pick a model, check the
+inputs against the limits, classify, generate, and note what the request used."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rung.errors import did_you_mean
+from rung.models.base import GenerateRequest, Generation
+from rung.serve.auth import Gate, Principal
+from rung.serve.config import ServeConfig
+from rung.serve.errors import ApiError
+from rung.serve.ledger import Ledger
+from rung.serve.metrics import Metrics
+from rung.serve.rungs import Answer, ServedModel, close_models, load_models
+
+__all__ = ["ServeState", "UsageSlot"]
+
+
+@dataclass
+class UsageSlot:
+    """What a request used, filled in by the handler and logged by the gateway."""
+
+    principal: Principal | None = None
+    model: str = "-"
+    rung: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        self.cost_usd += cost_usd
+
+
+@dataclass
+class ServeState:
+    config: ServeConfig
+    ledger_url: str
+    models: dict[str, ServedModel] = field(default_factory=dict)
+    ledger: Ledger | None = None
+    gate: Gate | None = None
+    started: float = field(default_factory=time.time)
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(lambda: self.models)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.config.resolve(self.config.runs_dir)
+
+    async def start(self) -> None:
+        import asyncio
+
+        self.ledger = await asyncio.to_thread(Ledger, self.ledger_url)
+        try:
+            self.gate = Gate(self.ledger, self.config.auth, self.config.limits)
+            self.models = await load_models(self.config)
+            self.gate.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.gate is not None:
+            await self.gate.stop()
+        await close_models(self.models)
+        self.models = {}
+        if self.ledger is not None:
+            self.ledger.close()
+
+    # -- shared by REST and GraphQL -------------------------------------------------------------
+
+    def model(self, name: str, slot: UsageSlot | None = None) -> ServedModel:
+        served = self.models.get(name)
+        if served is None:
+            # clients also send the backend id of a model served under another name
+            served = next((m for m in self.models.values() if m.model_id == name), None)
+        if served is None:
+            known = ", ".join(self.models) or "none"
+            raise ApiError(
+                404,
+                f"model {name!r} is not served here{did_you_mean(name, self.models)}; "
+                f"served: {known} (GET /v1/models)",
+                code="model_not_found",
+                param="model",
+            )
+        if slot is not None:
+            slot.model = served.name
+        return served
+
+    def check_inputs(self, texts: list[str], what: str = "input") -> None:
+        limits = self.config.limits
+        if not texts:
+            raise ApiError(400, f"{what} is empty: send at least one text", param=what)
+        if len(texts) > limits.max_batch:
+            raise ApiError(
+                413,
+                f"{what} holds {len(texts)} texts, over the limit of {limits.max_batch} per "
+                "request: split it into smaller batches",
+                code="batch_too_large",
+                param=what,
+            )
+        for i, text in enumerate(texts):
+            if len(text) > limits.max_input_chars:
+                where = f"{what}[{i}]" if len(texts) > 1 else what
+                raise ApiError(
+                    413,
+                    f"{where} is {len(text):,} characters long, over the limit of "
+                    f"{limits.max_input_chars:,}: shorten it",
+                    code="input_too_long",
+                    param=what,
+                )
+
+    async def classify(
+        self, served: ServedModel, texts: list[str], labels: list[str] | None, slot: UsageSlot
+    ) -> list[Answer]:
+        self.check_inputs(texts)
+        answers = await served.classify(texts, labels)
+        rungs: list[str] = []
+        for a in answers:
+            slot.add(a.prediction.tokens_in, a.prediction.tokens_out, a.cost_usd or 0.0)
+            self.metrics.answers.labels(served.name, a.rung).inc()
+            if a.rung not in rungs:
+                rungs.append(a.rung)
+        slot.rung = ",".join(rungs)
+        return answers
+
+    async def generate(
+        self, served: ServedModel, request: GenerateRequest, slot: UsageSlot
+    ) -> tuple[Generation, float]:
+        self.check_inputs(["\n".join(m.content for m in request.messages)], "messages")
+        limits = self.config.limits
+        capped = min(request.max_tokens, limits.max_output_tokens)
+        if capped != request.max_tokens:
+            request = GenerateRequest(request.messages, capped, request.temperature, request.stop)
+        generation = await served.generate(request)
+        cost = served.cost(generation.tokens_in, generation.tokens_out)
+        slot.add(generation.tokens_in, generation.tokens_out, cost)
+        slot.rung = served.model_id
+        return generation, cost
+
+    def model_card(self, served: ServedModel) -> dict[str, Any]:
+        return {
+            "id": served.name,
+            "object": "model",
+            "created": int(self.started),
+            "owned_by": "rung",
+            "rung": served.describe(),
+        }
