@@ -5,6 +5,11 @@ and send the next, until the level's request budget or time budget is spent. Req
 through ``ModelRuntime`` (queueing, micro-batching) for local rungs and the async client for
 API rungs, i.e. the path the server uses. Answers are never taken from the cache here: the
 point is to measure the rung.
+
+The time budget is a hard stop, as in wrk: requests still in flight when it runs out are
+cancelled and counted as ``unfinished``, neither answered nor failed, so that one slow request
+(an API's 60 s time-out, a long queue in front of a local model) cannot stretch a level past
+``max_seconds``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class LevelResult:
     output_tokens_per_s: float
     latency_ms: dict[str, float]
     first_error: str | None = None
+    #: requests cut off in flight when the time budget ran out
+    unfinished: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -42,6 +49,7 @@ class LevelResult:
             "output_tokens_per_s": self.output_tokens_per_s,
             "latency_ms": self.latency_ms,
             "first_error": self.first_error,
+            "unfinished": self.unfinished,
         }
 
 
@@ -56,19 +64,23 @@ async def run_level(
     """Drive ``runtime`` with ``concurrency`` virtual users; bounded in count and in time."""
     if not requests:
         raise ValueError("a load test needs at least one request")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     latencies: list[float] = []
     tokens_out = 0
     errors = 0
+    in_flight = 0
     first_error: str | None = None
     issued = 0
     started = time.perf_counter()
     deadline = started + max_seconds
 
     async def user() -> None:
-        nonlocal issued, tokens_out, errors, first_error
+        nonlocal issued, tokens_out, errors, first_error, in_flight
         while issued < max_requests and time.perf_counter() < deadline:
             request = requests[issued % len(requests)]
             issued += 1
+            in_flight += 1
             t0 = time.perf_counter()
             try:
                 prediction = await runtime.classify(request)
@@ -76,11 +88,25 @@ async def run_level(
                 errors += 1
                 first_error = first_error or f"{type(e).__name__}: {e}"
                 continue
+            finally:
+                in_flight -= 1
             latencies.append((time.perf_counter() - t0) * 1000)
             tokens_out += prediction.tokens_out
 
-    await asyncio.gather(*(user() for _ in range(concurrency)))
-    wall = time.perf_counter() - started
+    users = [asyncio.create_task(user()) for _ in range(concurrency)]
+    try:
+        await asyncio.wait(users, timeout=max(0.0, deadline - time.perf_counter()))
+        # Read before the cancellations below reach the users (and their ``finally``).
+        unfinished = in_flight
+        wall = time.perf_counter() - started
+    finally:
+        # Also reached when the caller is cancelled: no virtual user outlives its level.
+        for task in users:
+            task.cancel()
+    outcomes = await asyncio.gather(*users, return_exceptions=True)
+    for outcome in outcomes:  # a user that died of a bug, not of a request's error
+        if isinstance(outcome, Exception):
+            raise outcome
     done = len(latencies)
     return LevelResult(
         concurrency=concurrency,
@@ -96,4 +122,5 @@ async def run_level(
             "mean": sum(latencies) / done if done else 0.0,
         },
         first_error=first_error,
+        unfinished=unfinished,
     )

@@ -16,6 +16,7 @@ import os
 import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,24 +111,45 @@ def measure_memory(
     requests: list[ClassifyRequest],
     train: dict[str, Any] | None = None,
     timeout_s: float = 900,
+    *,
+    on_start: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the memory probe for one rung in a fresh interpreter; returns its reading."""
+    """Run the memory probe for one rung in a fresh interpreter; returns its reading.
+
+    ``on_start`` is called with the probe's process id once it runs, so that a caller can
+    watch the same process from outside (the memory benchmark polls it with psutil)."""
+    if train is None and registry.create(model_id, options).needs_training:
+        raise RungError(
+            f"the memory probe for {model_id} cannot run: the rung trains on the task's data "
+            "before it answers; pass the training split (train=)"
+        )
     job = {
         "model": model_id,
         "options": options,
         "requests": [request_json(r) for r in requests],
         "train": train,
     }
-    proc = subprocess.run(
+    with subprocess.Popen(
         [sys.executable, "-m", "rung.compare.memory"],
-        input=json.dumps(job),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout_s,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    ) as proc:
+        if on_start is not None:
+            on_start(proc.pid)
+        try:
+            stdout, stderr = proc.communicate(json.dumps(job), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise RungError(
+                f"the memory probe for {model_id} took longer than {timeout_s:g} s; give it "
+                "fewer requests, or turn measure.memory off for this rung"
+            ) from None
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        tail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
         raise RungError(f"the memory probe for {model_id} failed: {tail[0]}")
     result: dict[str, Any] = json.loads(lines[-1])
     if not result.get("ok"):

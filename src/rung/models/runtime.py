@@ -8,6 +8,12 @@ concurrently, while an encoder rung turns concurrent single requests into one fo
 (micro-batching). Backends that are safe to call concurrently (``max_concurrency > 1``, remote
 APIs) get that many batches in flight.
 
+A rung that does not batch (``max_batch`` 1: llama.cpp, transformers, APIs) has nothing to
+gather, so its callers skip the queue and call the backend themselves, at most
+``max_concurrency`` at a time. The same order and limits, one task switch less each way: against
+an API at 64 concurrent users that hop cost a quarter of the client's CPU (httpx's connection pool
+scans its idle connections on every request, and a detour leaves them idle longer).
+
 The load test of ``rung compare`` and the server drive local rungs through this same class, so
 the figures a comparison reports are the ones users of the server see.
 """
@@ -44,13 +50,17 @@ class _Pending:
 
 
 class ModelRuntime:
-    """Queue and dispatcher in front of one loaded model, bound to the running event loop."""
+    """Queue and dispatchers (or, for a rung that does not batch, slots) in front of one loaded
+    model, bound to the running event loop."""
 
     def __init__(self, model: Model, policy: BatchPolicy | None = None) -> None:
         self.model = model
         self.policy = policy or BatchPolicy.for_model(model)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
+        # The unbatched path: slots instead of dispatchers, and the callers on that path.
+        self._slots = asyncio.Semaphore(max(1, model.max_concurrency))
+        self._callers: set[asyncio.Task[object]] = set()
         self.batches = 0
         self.batched_requests = 0
 
@@ -61,12 +71,18 @@ class ModelRuntime:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    @property
+    def _batching(self) -> bool:
+        return self.policy.max_batch > 1
+
     def start(self) -> None:
-        if not self._workers:
+        if self._batching and not self._workers:
             n = max(1, self.model.max_concurrency)
             self._workers = [asyncio.create_task(self._dispatch()) for _ in range(n)]
 
     async def stop(self) -> None:
+        for caller in list(self._callers):  # as queued requests and batches are: cancelled
+            caller.cancel()
         for w in self._workers:
             w.cancel()
         for w in self._workers:
@@ -79,6 +95,8 @@ class ModelRuntime:
                 pending.future.cancel()
 
     async def classify(self, request: ClassifyRequest) -> Prediction:
+        if not self._batching:
+            return await self._classify_alone(request)
         if not self._workers:
             self.start()
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
@@ -88,24 +106,46 @@ class ModelRuntime:
     async def classify_many(self, requests: Sequence[ClassifyRequest]) -> list[Prediction]:
         return list(await asyncio.gather(*(self.classify(r) for r in requests)))
 
+    async def _classify_alone(self, request: ClassifyRequest) -> Prediction:
+        caller = asyncio.current_task()
+        if caller is not None:  # stop() cancels those waiting for a slot and those in the model
+            self._callers.add(caller)
+        try:
+            async with self._slots:
+                predictions = await self.model.classify([request])
+        finally:
+            self._callers.discard(caller)
+        _check_count(self.model, predictions, 1)
+        self.batches += 1
+        self.batched_requests += 1
+        return predictions[0]
+
     async def _gather_batch(self) -> list[_Pending]:
         batch = [await self._queue.get()]
-        if self.policy.max_batch > 1:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.policy.max_wait_ms / 1000
-            while len(batch) < self.policy.max_batch:
-                # Take whatever is already queued at once; wait a little only for stragglers.
-                if not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                    continue
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
+        try:
+            if self.policy.max_batch > 1:
+                await self._fill(batch)
+        except asyncio.CancelledError:
+            # Stopped while gathering: the requests taken off the queue are not lost.
+            _cancel(batch)
+            raise
         return [p for p in batch if not p.future.cancelled()]
+
+    async def _fill(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.max_wait_ms / 1000
+        while len(batch) < self.policy.max_batch:
+            # Take whatever is already queued at once; wait a little only for stragglers.
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                return
 
     async def _dispatch(self) -> None:
         while True:
@@ -114,10 +154,9 @@ class ModelRuntime:
                 continue
             try:
                 predictions = await self.model.classify([p.request for p in batch])
+                _check_count(self.model, predictions, len(batch))
             except asyncio.CancelledError:
-                for p in batch:
-                    if not p.future.done():
-                        p.future.cancel()
+                _cancel(batch)
                 raise
             except Exception as e:  # the error belongs to the callers of this batch
                 for p in batch:
@@ -129,3 +168,17 @@ class ModelRuntime:
             for p, pred in zip(batch, predictions, strict=True):
                 if not p.future.done():
                     p.future.set_result(pred)
+
+
+def _check_count(model: Model, predictions: Sequence[Prediction], asked: int) -> None:
+    if len(predictions) != asked:
+        raise RuntimeError(
+            f"{model.model_id} answered {len(predictions)} predictions for {asked} requests; "
+            "this is a bug in its backend"
+        )
+
+
+def _cancel(batch: list[_Pending]) -> None:
+    for p in batch:
+        if not p.future.done():
+            p.future.cancel()
