@@ -267,11 +267,6 @@ def test_run_level_against_an_instant_api_upstream(
     assert "Classify the text" in after.last_body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OpenAIModel._session closes its client whenever no call is in flight, so one "
-    "virtual user gets a new AsyncOpenAI client and TCP connection per request",
-)
 def test_one_api_user_keeps_its_connection(
     upstream: Any, fpb_requests: list[ClassifyRequest]
 ) -> None:
