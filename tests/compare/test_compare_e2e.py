@@ -107,6 +107,10 @@ def test_compare_writes_a_complete_run_and_reruns_from_cache(
         assert memory["estimate"] is not None and memory["estimate"] > memory["file"]
         assert rung["cost_usd_per_1k"] > 0 and rung["cost"]["basis"] == "machine"
     encoder, smol = results["rungs"]
+    # time to first token for the generative rung at each level; none for the encoder
+    assert all(lv["ttft_ms"] is None for lv in encoder["load"])
+    for level in smol["load"]:
+        assert 0 < level["ttft_ms"]["p50"] <= level["ttft_ms"]["p95"]
     priced = {row["model"]: row for row in results["counterfactual"]}
     assert priced["openai:gpt-4o-mini"]["usd_per_1k"] > 0
     assert not priced["openai:gpt-4o-mini"]["in_ladder"]

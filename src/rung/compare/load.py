@@ -19,11 +19,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rung.models.base import ClassifyRequest
+from rung.errors import RungError
+from rung.models.base import ClassifyRequest, GenerateRequest, Model
 from rung.models.runtime import ModelRuntime
 from rung.tasks.metrics import percentile
 
-__all__ = ["LevelResult", "run_level"]
+__all__ = ["LevelResult", "run_level", "time_to_first_token"]
 
 
 @dataclass(frozen=True)
@@ -124,3 +125,36 @@ async def run_level(
         first_error=first_error,
         unfinished=unfinished,
     )
+
+
+async def time_to_first_token(
+    model: Model,
+    requests: Sequence[ClassifyRequest],
+    concurrency: int,
+    *,
+    max_requests: int,
+    max_seconds: float,
+) -> dict[str, float] | None:
+    """Time to first token of a generative rung with ``concurrency`` users: the latency of a
+    one-token generation on the task's prompts, which is the prompt's processing plus one
+    decoding step, queueing included. None when no request got an answer."""
+    times: list[float] = []
+    issued = 0
+    deadline = time.perf_counter() + max_seconds
+
+    async def user() -> None:
+        nonlocal issued
+        while issued < max_requests and time.perf_counter() < deadline:
+            request = requests[issued % len(requests)]
+            issued += 1
+            t0 = time.perf_counter()
+            try:
+                await model.generate(GenerateRequest(messages=request.messages, max_tokens=1))
+            except RungError:
+                continue  # the classify level already counts and reports the rung's errors
+            times.append((time.perf_counter() - t0) * 1000)
+
+    await asyncio.gather(*(user() for _ in range(concurrency)))
+    if not times:
+        return None
+    return {"p50": percentile(times, 50), "p95": percentile(times, 95), "n": float(len(times))}

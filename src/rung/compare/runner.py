@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rung.compare.cache import ResponseCache, request_key
-from rung.compare.load import run_level
+from rung.compare.load import run_level, time_to_first_token
 from rung.compare.memory import measure_memory
 from rung.compare.spec import CompareSpec, LoadSpec, ModelRef
 from rung.config import cache_dir
@@ -214,7 +214,18 @@ async def _load_test(
                 max_requests=spec.requests,
                 max_seconds=spec.max_seconds,
             )
-        levels.append(level.to_json())
+        entry = level.to_json()
+        entry["ttft_ms"] = None
+        if model.can_generate:
+            # A smaller sample: the first token's time varies less than whole answers do.
+            entry["ttft_ms"] = await time_to_first_token(
+                model,
+                requests,
+                concurrency,
+                max_requests=max(concurrency, spec.requests // 4),
+                max_seconds=spec.max_seconds / 4,
+            )
+        levels.append(entry)
     return levels
 
 

@@ -111,6 +111,11 @@ def _cost_memory_section(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _ttft(level: dict[str, Any]) -> str:
+    ttft = level.get("ttft_ms")
+    return "-" if not ttft else f"{ttft['p50']:.1f} / {ttft['p95']:.1f}"
+
+
 def _load_section(rungs: Sequence[dict[str, Any]]) -> list[str]:
     if not any(r.get("load") for r in rungs):
         return []
@@ -121,15 +126,16 @@ def _load_section(rungs: Sequence[dict[str, Any]]) -> list[str]:
         "Closed-loop virtual users, each sending its next request when the last is answered, "
         "through the same queue and micro-batching the server uses.",
         "",
-        "| rung | users | requests/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|---|",
+        "| rung | users | requests/s | p50 ms | p95 ms | p99 ms | first token p50 / p95 ms | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rungs:
         for lv in r.get("load") or []:
             lat = lv["latency_ms"]
             out.append(
                 f"| {_md_cell(r['label'])} | {lv['concurrency']} | {lv['throughput_per_s']:.1f} "
-                f"| {lat['p50']:.1f} | {lat['p95']:.1f} | {lat['p99']:.1f} | {lv['errors']} |"
+                f"| {lat['p50']:.1f} | {lat['p95']:.1f} | {lat['p99']:.1f} | {_ttft(lv)} "
+                f"| {lv['errors']} |"
             )
     return out
 
