@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from difflib import get_close_matches
 
+from pydantic import ValidationError
+
 __all__ = [
     "ConfigurationError",
     "DataError",
@@ -30,6 +32,7 @@ __all__ = [
     "RungError",
     "SpecError",
     "did_you_mean",
+    "validation_message",
 ]
 
 
@@ -81,3 +84,17 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if not matches:
         return ""
     return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"
+
+
+def validation_message(e: ValidationError) -> str:
+    """A pydantic error as one line a user can act on: which field, and what to do."""
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field {loc!r}; remove it or check its spelling")
+        elif err["type"] == "missing":
+            parts.append(f"missing field {loc!r}")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

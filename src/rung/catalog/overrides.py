@@ -25,7 +25,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rung.errors import SpecError
+from rung.errors import SpecError, validation_message
 
 __all__ = ["CATALOG_ENV", "CardOverride", "CatalogFile", "load_overrides"]
 
@@ -71,17 +71,6 @@ class CatalogFile(BaseModel):
     models: list[CardOverride] = Field(default_factory=list, description="One entry per model.")
 
 
-def _errors(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown field {loc!r}; remove it or check its spelling")
-        else:
-            parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
 def load_overrides(
     path: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, CardOverride]:
@@ -106,7 +95,7 @@ def load_overrides(
     try:
         parsed = CatalogFile.model_validate(data)
     except ValidationError as e:
-        raise SpecError(f"{path}: {_errors(e)}") from None
+        raise SpecError(f"{path}: {validation_message(e)}") from None
     found: dict[str, CardOverride] = {}
     for entry in parsed.models:
         if entry.id in found:

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rung.compare.cost import CostSpec
-from rung.errors import SpecError
+from rung.errors import SpecError, validation_message
 from rung.tasks.classify import ClassifyTask
 
 __all__ = ["CompareSpec", "LoadSpec", "MeasureSpec", "ModelRef", "load_spec", "parse_spec"]
@@ -109,19 +109,6 @@ class CompareSpec(BaseModel):
         return models
 
 
-def _format_errors(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown field {loc!r}; remove it or check its spelling")
-        elif err["type"] == "missing":
-            parts.append(f"missing field {loc!r}")
-        else:
-            parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
 def parse_spec(data: object, source: str = "spec") -> CompareSpec:
     if not isinstance(data, dict):
         raise SpecError(
@@ -130,7 +117,7 @@ def parse_spec(data: object, source: str = "spec") -> CompareSpec:
     try:
         return CompareSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(f"{source}: {_format_errors(e)}") from None
+        raise SpecError(f"{source}: {validation_message(e)}") from None
 
 
 def load_spec(path: Path) -> CompareSpec:

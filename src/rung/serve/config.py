@@ -23,7 +23,7 @@ from pydantic import (
 
 from rung.compare.cost import TokenPrice
 from rung.config import cache_dir
-from rung.errors import SpecError
+from rung.errors import SpecError, validation_message
 from rung.tasks.classify import PromptSpec
 from rung.tasks.data import DataFormat
 
@@ -239,19 +239,6 @@ class ServeConfig(BaseModel):
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
 
-def _format_errors(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown field {loc!r}; remove it or check its spelling")
-        elif err["type"] == "missing":
-            parts.append(f"missing field {loc!r}")
-        else:
-            parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
 def parse_config(
     data: object, source: str = "serve config", base_dir: Path | None = None
 ) -> ServeConfig:
@@ -262,7 +249,7 @@ def parse_config(
     try:
         config = ServeConfig.model_validate(data)
     except ValidationError as e:
-        raise SpecError(f"{source}: {_format_errors(e)}") from None
+        raise SpecError(f"{source}: {validation_message(e)}") from None
     if base_dir is not None:
         config._base_dir = base_dir
     return config
