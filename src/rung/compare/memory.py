@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rung.compare.gpu import GpuSampler
 from rung.errors import RungError
 from rung.models import registry
 from rung.models.base import ChatMessage, ClassifyRequest
@@ -67,21 +68,21 @@ def rss_mb() -> float:
     return (kb or 0.0) / 1024
 
 
-def _gpu_peak_mb() -> float | None:
+def _gpu_peak_mb(driver_mb: float | None) -> float | None:
+    """The driver's reading (every CUDA allocation of the process) when there is one, else
+    torch's own counter, else None: no GPU was used, or none is here."""
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available():
-        return None
-    return float(torch.cuda.max_memory_allocated()) / 2**20
+    torch_mb = None
+    if torch is not None and torch.cuda.is_available():
+        torch_mb = float(torch.cuda.max_memory_allocated()) / 2**20
+    readings = [m for m in (driver_mb, torch_mb) if m is not None]
+    return max(readings) if readings else None
 
 
 def _child(job: dict[str, Any]) -> dict[str, Any]:
     model = registry.create(job["model"], job.get("options") or {})
     model.check()
     baseline = rss_mb()
-    model.load()
-    if model.needs_training:
-        train = job["train"]
-        model.fit(train["texts"], train["labels"], train["label_set"])
     requests = [
         ClassifyRequest(
             text=r["text"],
@@ -90,9 +91,14 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
         )
         for r in job["requests"]
     ]
-    for r in requests:
-        asyncio.run(model.classify([r]))
-    reading = MemoryReading(peak_rss_mb(), baseline, _gpu_peak_mb(), os.getpid())
+    with GpuSampler() as gpu:
+        model.load()
+        if model.needs_training:
+            train = job["train"]
+            model.fit(train["texts"], train["labels"], train["label_set"])
+        for r in requests:
+            asyncio.run(model.classify([r]))
+    reading = MemoryReading(peak_rss_mb(), baseline, _gpu_peak_mb(gpu.peak_mb), os.getpid())
     model.close()
     return {"ok": True, "memory": reading.to_json(), "pid": reading.pid}
 
