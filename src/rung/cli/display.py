@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -18,10 +17,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rung.models.registry import BundledModel
 from rung.report.markdown import fmt_bytes, fmt_params
 
-__all__ = ["RichProgress", "models_table", "summary_table"]
+__all__ = ["RichProgress", "summary_table"]
 
 
 class RichProgress:
@@ -111,16 +109,4 @@ def summary_table(results: dict[str, Any]) -> Table:
             fmt_params(r["params"]),
             fmt_bytes(r["file_size_bytes"]),
         )
-    return table
-
-
-def models_table(models: Sequence[BundledModel]) -> Table:
-    table = Table(title="Models available without a path", title_justify="left")
-    table.add_column("model id")
-    table.add_column("what")
-    table.add_column("from")
-    table.add_column("ready")
-    for m in models:
-        ready = "[green]yes[/]" if m.installed else f"[yellow]no[/]: {m.install}"
-        table.add_row(m.model_id, m.description, m.source, ready)
     return table
