@@ -53,6 +53,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from upstream_double import InstantUpstreamDouble
+from wrk import run_wrk
 
 HERE = Path(__file__).resolve().parent
 FPB = HERE.parents[1] / "shared" / "data" / "financial_phrasebank" / "Sentences_AllAgree.txt"
@@ -260,38 +261,8 @@ def probe(url: str, raw: bytes) -> None:
 
 
 def wrk_run(url: str, raw: bytes, clients: int, seconds: float, workdir: Path) -> Figure:
-    body_file = workdir / "body.json"
-    body_file.write_bytes(raw)
-    script = workdir / "post.lua"
-    script.write_text(
-        f"""local f = assert(io.open("{body_file}", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-""",
-        encoding="utf-8",
-    )
-    duration = max(1, round(seconds))
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 30,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    p50_ms = float(p50.group(1)) * scale[p50.group(2)] if p50 else float("nan")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
-    errors = int(non_2xx.group(1)) if non_2xx else 0
-    errors += sum(int(g) for g in socket_errors.groups()) if socket_errors else 0
-    return Figure(rps, p50_ms, count, 0, errors)
+    r = run_wrk(url, raw, clients, seconds, workdir, {"Content-Type": "application/json"})
+    return Figure(r.requests_per_s, r.p50_ms, r.requests, 0, r.non_2xx + r.socket_errors)
 
 
 async def httpx_run(url: str, raw: bytes, clients: int, seconds: float) -> Figure:

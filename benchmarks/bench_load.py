@@ -43,7 +43,6 @@ import re
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +62,7 @@ from rung.tasks.classify import ClassifyTask, DataSource, TaskData, build_reques
 from rung.tasks.data import read_examples
 from rung.tasks.metrics import percentile
 from upstream_double import InstantUpstreamDouble
+from wrk import run_wrk
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FPB = DATA / "financial_phrasebank" / "Sentences_AllAgree.txt"
@@ -222,35 +222,9 @@ async def raw_loop(base_url: str, raw: bytes, level: int, bounds: Bounds, module
 
 
 def wrk_level(base_url: str, raw: bytes, level: int, seconds: float, workdir: Path) -> Any:
-    body_file = workdir / "body.json"
-    body_file.write_bytes(raw)
-    script = workdir / "post.lua"
-    script.write_text(
-        f"""local f = assert(io.open("{body_file}", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer not-needed"
-""",
-        encoding="utf-8",
-    )
-    duration = max(1, round(seconds))
-    url = f"{base_url}/chat/completions"
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{level}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 30,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    p50_ms = float(p50.group(1)) * scale[p50.group(2)] if p50 else float("nan")
-    errors = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
-    return rps, count, p50_ms, int(errors.group(1)) if errors else 0
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer not-needed"}
+    r = run_wrk(f"{base_url}/chat/completions", raw, level, seconds, workdir, headers)
+    return r.requests_per_s, r.requests, r.p50_ms, r.non_2xx
 
 
 # --- the run ------------------------------------------------------------------------------------
