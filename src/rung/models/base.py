@@ -13,6 +13,10 @@ Lifecycle, as the compare runner drives it::
     model.fit(texts, labels)      # only when needs_training
     await model.classify([...])   # async, batch first; local backends run in a thread
     model.close()
+
+Optional abilities, each behind its flag: ``generate`` (``can_generate``); ``stream``, which
+every generating model has (by default one delta holding the whole answer) and which yields
+tokens as they are made when ``can_stream``; ``embed`` (``can_embed``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -30,8 +34,10 @@ from pydantic import BaseModel, ConfigDict
 __all__ = [
     "ChatMessage",
     "ClassifyRequest",
+    "Embeddings",
     "GenerateRequest",
     "Generation",
+    "GenerationDelta",
     "Model",
     "ModelInfo",
     "NoOptions",
@@ -113,6 +119,26 @@ class Generation:
 
 
 @dataclass
+class GenerationDelta:
+    """One piece of a streamed generation. The last delta of a stream carries the
+    ``finish_reason`` and the token counts of the whole generation; the others carry text."""
+
+    text: str
+    finish_reason: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+@dataclass
+class Embeddings:
+    """Sentence embeddings: ``vectors`` is a float32 numpy array of shape (texts, dimension);
+    ``tokens`` the count of tokens read per text (after truncation)."""
+
+    vectors: Any
+    tokens: list[int]
+
+
+@dataclass
 class ModelInfo:
     """Facts a backend can read off the loaded (or checked) model; None means unknown."""
 
@@ -137,6 +163,9 @@ class Model(ABC):
     can_classify: ClassVar[bool] = True
     can_generate: ClassVar[bool] = False
     needs_training: ClassVar[bool] = False
+    #: ``stream`` yields tokens as they are made (otherwise one delta after generate finishes)
+    can_stream: ClassVar[bool] = False
+    can_embed: ClassVar[bool] = False
     #: how many classify calls the runner may have in flight at once (local models: 1)
     max_concurrency: int = 1
 
@@ -166,6 +195,24 @@ class Model(ABC):
 
     async def generate(self, request: GenerateRequest) -> Generation:
         raise NotImplementedError(f"{self.model_id} does not generate text")
+
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerationDelta]:
+        """The generation as it is made. Backends that can stream override this and set
+        ``can_stream``; this default waits for ``generate`` and yields its text at once.
+        Closing the iterator early (a client went away) must stop the generation."""
+        generation = await self.generate(request)
+        if generation.text:
+            yield GenerationDelta(generation.text)
+        yield GenerationDelta(
+            "",
+            finish_reason=generation.finish_reason,
+            tokens_in=generation.tokens_in,
+            tokens_out=generation.tokens_out,
+        )
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Sentence embeddings of ``texts``; only when ``can_embed``."""
+        raise NotImplementedError(f"{self.model_id} does not make embeddings")
 
     def info(self) -> ModelInfo:
         return ModelInfo()
