@@ -26,7 +26,17 @@ from rung.models.base import ClassifyRequest, Model, ModelInfo, Prediction, stab
 from rung.models.runtime import ModelRuntime
 from rung.tasks.classify import TaskData, build_requests, load_task_data
 
-__all__ = ["PredictionRecord", "Progress", "RungRun", "SilentProgress", "prepare", "run_rungs"]
+__all__ = [
+    "Asked",
+    "PredictionRecord",
+    "Progress",
+    "RungRun",
+    "SilentProgress",
+    "ask_through_cache",
+    "cache_fingerprint",
+    "prepare",
+    "run_rungs",
+]
 
 
 class Progress(Protocol):
@@ -97,6 +107,15 @@ def prepare(spec: CompareSpec, base_dir: Path) -> Prepared:
 
 def _train_hash(data: TaskData) -> str:
     return stable_hash([[ex.id, ex.text, ex.label] for ex in data.train])
+
+
+def cache_fingerprint(model: Model, data: TaskData) -> str:
+    """What keys a rung's answers in the response cache: the model, and for a rung that trains
+    on the task, its training split."""
+    fingerprint = model.fingerprint()
+    if model.needs_training:
+        fingerprint = stable_hash([fingerprint, _train_hash(data)])
+    return fingerprint
 
 
 def _info_to_json(info: ModelInfo) -> dict[str, Any]:
@@ -248,9 +267,7 @@ async def _run_rung(
     data = prepared.data
     requests = prepared.requests
     measure = prepared.spec.measure
-    fingerprint = model.fingerprint()
-    if model.needs_training:
-        fingerprint = stable_hash([fingerprint, _train_hash(data)])
+    fingerprint = cache_fingerprint(model, data)
     keys = [request_key(fingerprint, r) for r in requests]
     stored = cache.get_many(keys) if cache else {}
     answers: dict[int, tuple[Prediction, float, bool]] = {}
@@ -386,6 +403,69 @@ def run_rungs(
     prepared: Prepared, *, use_cache: bool = True, progress: Progress | None = None
 ) -> list[RungRun]:
     return asyncio.run(run_rungs_async(prepared, use_cache=use_cache, progress=progress))
+
+
+@dataclass
+class Asked:
+    """A rung's answers to a list of requests, in order, and what they took."""
+
+    predictions: list[Prediction]
+    cached: int
+    fresh_seconds: float
+
+
+async def ask_through_cache(
+    model: Model,
+    requests: Sequence[ClassifyRequest],
+    data: TaskData,
+    *,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    label: str | None = None,
+) -> Asked:
+    """Answers from ``model`` for ``requests``, read from and stored in the response cache that
+    ``rung compare`` uses, one answer at a time: what a comparison already paid for is free, and
+    an interrupted run resumes without asking twice. The model is loaded (and trained on
+    ``data``'s training split when it trains) only when some answer is missing."""
+    progress = progress or SilentProgress()
+    label = label or model.model_id
+    cache = ResponseCache(cache_dir() / "responses.sqlite") if use_cache else None
+    try:
+        keys = [request_key(cache_fingerprint(model, data), r) for r in requests]
+        stored = cache.get_many(keys) if cache else {}
+        answers: dict[int, Prediction] = {
+            i: Prediction.from_json(stored[k]["prediction"])
+            for i, k in enumerate(keys)
+            if k in stored
+        }
+        todo = [(i, r) for i, r in enumerate(requests) if i not in answers]
+        progress.rung_started(label, len(requests), len(answers))
+        fresh = 0.0
+        if todo:
+            await _Ready(model, data, {}, progress, label)()
+            progress.step(label, "answering")
+
+            def on_answer(index: int, pred: Prediction, latency_ms: float) -> None:
+                answers[index] = pred
+                if cache:
+                    cache.put(
+                        keys[index],
+                        model.model_id,
+                        {"prediction": pred.to_json(), "latency_ms": latency_ms},
+                    )
+
+            started = time.perf_counter()
+            await _answer(model, label, todo, on_answer, progress, 1)
+            fresh = time.perf_counter() - started
+        progress.rung_finished(label)
+        return Asked(
+            predictions=[answers[i] for i in range(len(requests))],
+            cached=len(requests) - len(todo),
+            fresh_seconds=fresh,
+        )
+    finally:
+        if cache:
+            cache.close()
 
 
 def rung_labels(runs: Sequence[RungRun]) -> list[str]:

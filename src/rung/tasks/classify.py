@@ -21,6 +21,7 @@ __all__ = [
     "PromptSpec",
     "TaskData",
     "build_requests",
+    "few_shot_examples",
     "load_task_data",
 ]
 
@@ -255,7 +256,7 @@ def load_task_data(task: ClassifyTask, base_dir: Path) -> TaskData:
     return TaskData(train=train, test=test, labels=tuple(labels))
 
 
-def _few_shot(
+def few_shot_examples(
     train: Sequence[Example], labels: Sequence[str], shots: int, seed: int
 ) -> list[Example]:
     rng = random.Random(seed)
@@ -285,7 +286,9 @@ def build_requests(task: ClassifyTask, data: TaskData) -> list[ClassifyRequest]:
         ]
         system += "\n\nLabels:\n" + "\n".join(lines)
     head: list[ChatMessage] = [ChatMessage("system", system)]
-    for ex in _few_shot(data.train, labels, prompt.shots, task.seed) if prompt.shots else []:
+    for ex in (
+        few_shot_examples(data.train, labels, prompt.shots, task.seed) if prompt.shots else []
+    ):
         head.append(ChatMessage("user", prompt.template.replace("{text}", ex.text)))
         head.append(ChatMessage("assistant", ex.label))
     return [
