@@ -5,8 +5,10 @@ download cut in half, a GGUF llama.cpp cannot read."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,23 @@ import pytest
 
 from rung.errors import ConfigurationError, ModelLoadError, ModelNotFoundError
 from rung.models import bundled, registry
-from rung.models.base import ChatMessage, ClassifyRequest, GenerateRequest, Prediction, run_sync
-from rung.models.llamacpp import LlamaCppModel, gbnf_for_labels, read_gguf_header, render_plain
+from rung.models.base import (
+    ChatMessage,
+    ClassifyRequest,
+    GenerateRequest,
+    Generation,
+    GenerationDelta,
+    Prediction,
+    run_sync,
+)
+from rung.models.llamacpp import (
+    LlamaCppModel,
+    _on_llama_thread,
+    _StopScanner,
+    gbnf_for_labels,
+    read_gguf_header,
+    render_plain,
+)
 from rung.tasks.classify import DEFAULT_INSTRUCTIONS
 from rung.tasks.data import Example, read_examples
 
@@ -208,6 +225,25 @@ def test_plain_transcript_ends_with_the_answer_cue() -> None:
     assert text == "Label it.\n\nUser: Sales rose.\n\nAssistant:"
 
 
+def test_stop_scanner_holds_back_a_stop_string_begun_and_cuts_at_it() -> None:
+    text = _StopScanner(["\n\nUser:"], strip_space=True)
+    out = [text.add(p) for p in [b" Hel", b"lo\n", b"\nUs", b"er: more"]]
+    assert out == ["Hel", "lo", "", ""]  # "\n\nUs" might have been the stop's start: held
+    assert text.stopped and text.flush() == ""
+    # a stop string begun but never finished is released in the end
+    text = _StopScanner(["\n\nUser:"], strip_space=False)
+    assert [text.add(b"a\n"), text.add(b"\nU"), text.add(b"n")] == ["a", "", "\n\nUn"]
+    assert not text.stopped
+
+
+def test_stop_scanner_releases_whole_characters_only() -> None:
+    # "é" and a Japanese character split over tokens, as byte-level BPE vocabularies do
+    text = _StopScanner([], strip_space=False)
+    pieces = [b"caf", b"\xc3", b"\xa9 ", "日".encode()[:1], "日".encode()[1:], b"!"]
+    assert [text.add(p) for p in pieces] == ["caf", "", "é ", "", "日", "!"]
+    assert text.flush() == ""
+
+
 # --- the models -----------------------------------------------------------------------------
 
 
@@ -297,6 +333,107 @@ def test_generate(loaded: LlamaCppModel) -> None:
     assert 0 < out.tokens_out <= 24
     assert out.tokens_in > 3
     assert out.finish_reason in ("stop", "length")
+
+
+def _generate_warm(model: LlamaCppModel, request: GenerateRequest) -> Generation:
+    """The generation once the prompt is in the KV cache. Greedy decoding is the same from the
+    same cache, but llama.cpp's logits differ in the last bits with the way the prompt was
+    batched (whole, or one token after a cached prefix), which may flip a near tie."""
+    run_sync(model.generate(request))
+    return run_sync(model.generate(request))
+
+
+def _stream(model: LlamaCppModel, request: GenerateRequest) -> list[tuple[float, GenerationDelta]]:
+    """Every delta of a stream with the seconds since the stream was asked for."""
+
+    async def collect() -> list[tuple[float, GenerationDelta]]:
+        started = time.perf_counter()
+        return [(time.perf_counter() - started, d) async for d in model.stream(request)]
+
+    return run_sync(collect())
+
+
+@pytest.mark.slow
+def test_stream_is_the_generation_token_by_token(loaded: LlamaCppModel) -> None:
+    request = GenerateRequest(
+        messages=(ChatMessage("user", "Write a short poem about the sea."),), max_tokens=32
+    )
+    whole = _generate_warm(loaded, request)
+    timed = _stream(loaded, request)
+    *texts, last = [d for _, d in timed]
+    assert loaded.can_stream
+    assert "".join(d.text for d in texts) == whole.text
+    assert all(d.text and d.finish_reason is None for d in texts)
+    assert (last.text, last.finish_reason) == ("", whole.finish_reason)
+    assert (last.tokens_in, last.tokens_out) == (whole.tokens_in, whole.tokens_out)
+    # a text delta per token, each with the counts so far
+    assert [d.tokens_out for d in texts] == sorted(d.tokens_out or 0 for d in texts)
+    if whole.tokens_out >= 16:  # SmolLM2 writes the poem; Gemma (a base model) may not
+        assert len(texts) >= whole.tokens_out - 2
+        assert timed[0][0] < 0.5 * timed[-1][0], "the first delta came with the last ones"
+
+
+@pytest.mark.slow
+def test_stream_keeps_characters_split_over_tokens(smollm: LlamaCppModel) -> None:
+    """Japanese and emoji take several tokens a character: the stream releases whole
+    characters, is the generation character for character, and stops at max_tokens
+    (llama-cpp-python's create_chat_completion gives 41 or 42 tokens for 40 here)."""
+    request = GenerateRequest(
+        messages=(ChatMessage("user", "Say hello in Japanese and add an emoji."),), max_tokens=40
+    )
+    whole = _generate_warm(smollm, request)
+    streamed = "".join(d.text for _, d in _stream(smollm, request))
+    assert streamed == whole.text
+    assert any(ord(ch) > 0x3000 for ch in streamed)  # SmolLM2 does write some Japanese
+    assert whole.tokens_out <= 40
+
+
+@pytest.mark.slow
+def test_stream_closed_early_stops_and_frees_the_model(
+    smollm: LlamaCppModel, fpb_examples: list[Example]
+) -> None:
+    classify_request = requests_for(fpb_examples[:1], LABELS)
+    before = run_sync(smollm.classify(classify_request))[0]
+    short = GenerateRequest(messages=(ChatMessage("user", "Name three colours."),), max_tokens=12)
+    expected = _generate_warm(smollm, short)
+    long = GenerateRequest(
+        messages=(ChatMessage("user", "Write a long story about the sea."),), max_tokens=1000
+    )
+
+    async def leave_after_two() -> tuple[int, int, float]:
+        deltas = smollm.stream(long)
+        seen = [await anext(deltas), await anext(deltas)]
+        await deltas.aclose()  # type: ignore[attr-defined]
+        left = time.perf_counter()
+        # Runs on the llama thread once the stream's job has ended: what it had generated.
+        n_tokens = await _on_llama_thread(lambda _: smollm._loaded().n_tokens, None)
+        return n_tokens - (seen[0].tokens_in or 0), seen[1].tokens_out or 0, left
+
+    generated, seen_out, left = run_sync(leave_after_two())
+    assert seen_out == 2
+    assert generated < 20, f"the generation went on for {generated} tokens after the close"
+    # the next calls are served at once, as if the stream had never been
+    assert run_sync(smollm.generate(short)) == expected
+    assert time.perf_counter() - left < 10
+    after = run_sync(smollm.classify(classify_request))[0]
+    assert after.label == before.label
+    assert after.scores == pytest.approx(before.scores, abs=1e-5)
+
+    async def cancel_midway() -> None:
+        async def consume() -> None:
+            async for _ in smollm.stream(long):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    started = time.perf_counter()
+    run_sync(cancel_midway())
+    assert run_sync(smollm.generate(short)) == expected
+    assert time.perf_counter() - started < 10
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -20,7 +21,13 @@ import pytest
 
 from rung.errors import ConfigurationError, ModelAPIError, SpecError
 from rung.models import registry
-from rung.models.base import ChatMessage, ClassifyRequest, GenerateRequest, run_sync
+from rung.models.base import (
+    ChatMessage,
+    ClassifyRequest,
+    GenerateRequest,
+    GenerationDelta,
+    run_sync,
+)
 from rung.models.openai import (
     DEFAULT_BASE_URL,
     OpenAIModel,
@@ -121,6 +128,30 @@ def test_generate_on_llama_server(llama_url: str) -> None:
     assert generation.finish_reason in ("stop", "length")
 
 
+def test_stream_on_llama_server_arrives_token_by_token(llama_url: str) -> None:
+    model = make("openai:smollm2", base_url=llama_url)
+    model.load()
+    assert model.can_stream
+    request = GenerateRequest(
+        messages=(ChatMessage("user", "Write a short poem about the sea."),), max_tokens=32
+    )
+    run_sync(model.generate(request))  # the prompt in the server's cache, as for the stream
+    whole = run_sync(model.generate(request))
+
+    async def timed() -> list[tuple[float, GenerationDelta]]:
+        started = time.perf_counter()
+        return [(time.perf_counter() - started, d) async for d in model.stream(request)]
+
+    arrivals = run_sync(timed())
+    *texts, (_, last) = arrivals
+    assert "".join(d.text for _, d in texts) == whole.text
+    assert len(texts) >= 16
+    assert texts[0][0] < 0.5 * texts[-1][0], "the first chunk came with the last ones"
+    assert last.finish_reason == whole.finish_reason
+    # llama_cpp.server sends no usage chunk: a completion token per chunk, prompt unknown
+    assert last.tokens_out == len(texts) and last.tokens_in == 0
+
+
 def test_check_warns_when_the_server_does_not_list_the_model(
     llama_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -157,19 +188,38 @@ def test_server_without_logprobs_degrades_to_label_only(
 @dataclass
 class Reply:
     """One scripted answer; a 200 without ``body`` is a chat completion echoing the last user
-    message (with logprobs for its first token when asked)."""
+    message (with logprobs for its first token when asked), or, for a request that streams,
+    server-sent chunks of it word by word, ``chunk_delay_s`` apart, and an error event instead
+    of the chunk numbered ``error_after`` when set."""
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] | None = None
+    chunk_delay_s: float = 0.0
+    error_after: int | None = None
 
 
 def _error(status: int, message: str) -> Reply:
     return Reply(status, body={"error": {"message": message, "type": "test", "code": None}})
 
 
+def _last_user(request: dict[str, Any]) -> str:
+    return str(next(m["content"] for m in reversed(request["messages"]) if m["role"] == "user"))
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return {
+        "id": "chatcmpl-double",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "double",
+        "choices": [choice],
+    }
+
+
 def _completion(request: dict[str, Any]) -> dict[str, Any]:
-    text = next(m["content"] for m in reversed(request["messages"]) if m["role"] == "user")
+    text = _last_user(request)
     logprobs = None
     if request.get("logprobs"):
         top = [{"token": text, "logprob": -0.2, "bytes": None}]
@@ -216,6 +266,7 @@ class FlakyUpstreamDouble:
         self.refuse_logprobs = refuse_logprobs
         self.delay_s = delay_s
         self.received: list[dict[str, Any]] = []
+        self.streams_cut = 0  # streams the client closed before their end
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -269,10 +320,40 @@ class FlakyUpstreamDouble:
                 body = {"object": "list", "data": [{"id": "double", "object": "model"}]}
                 self._send(double.models_status, body, {})
 
+            def _stream(self, request: dict[str, Any], reply: Reply) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                words = _last_user(request).split(" ")
+                events: list[dict[str, Any] | str] = [_chunk({"role": "assistant", "content": ""})]
+                events += [_chunk({"content": (" " if i else "") + w}) for i, w in enumerate(words)]
+                if reply.error_after is not None:
+                    error = {"message": "scripted failure mid-stream", "type": "server_error"}
+                    events[reply.error_after + 1 :] = [{"error": error}]
+                else:
+                    events.append(_chunk({}, "stop"))
+                    if (request.get("stream_options") or {}).get("include_usage"):
+                        usage = {"prompt_tokens": 11, "completion_tokens": len(words)}
+                        usage["total_tokens"] = 11 + len(words)
+                        events.append(_chunk({}) | {"choices": [], "usage": usage})
+                    events.append("[DONE]")
+                try:
+                    for event in events:
+                        data = event if isinstance(event, str) else json.dumps(event)
+                        self.wfile.write(f"data: {data}\n\n".encode())
+                        self.wfile.flush()
+                        time.sleep(reply.chunk_delay_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    with double._lock:
+                        double.streams_cut += 1
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 request = json.loads(self.rfile.read(length))
                 reply = double._next_reply(request)
+                if request.get("stream") and reply.status == 200 and reply.body is None:
+                    self._stream(request, reply)
+                    return
                 body = reply.body if reply.body is not None else _completion(request)
                 if reply.status >= 400 and reply.body is None:
                     body = {"error": {"message": f"scripted {reply.status}", "type": "test"}}
@@ -382,6 +463,124 @@ def test_slow_answer_times_out_into_model_api_error() -> None:
         model.load()
         with pytest.raises(ModelAPIError, match=r"no answer within 0.2 s \(options.timeout_s\)"):
             run_sync(model.classify([one_request()]))
+
+
+def test_generate_retries_and_maps_errors_as_classify_does() -> None:
+    """generate() posts plain HTTP, past the SDK: the same retries and the same errors."""
+    request = GenerateRequest(messages=(ChatMessage("user", "one two"),), stop=("\n",))
+    with FlakyUpstreamDouble([Reply(429, {"Retry-After": "0"}), Reply(503)]) as upstream:
+        model = make("openai:double", base_url=upstream.base_url, **FAST_RETRIES)
+        model.load()
+        generation = run_sync(model.generate(request))
+    assert (generation.text, generation.tokens_in, generation.tokens_out) == ("one two", 11, 1)
+    assert generation.finish_reason == "stop"
+    assert len(upstream.received) == 3
+    assert upstream.received[-1] == {
+        "model": "double",
+        "messages": [{"role": "user", "content": "one two"}],
+        "temperature": 0.0,
+        "max_tokens": 128,
+        "stop": ["\n"],
+    }
+    with FlakyUpstreamDouble(then=_error(404, "The model `nope` does not exist")) as upstream:
+        model = make("openai:nope", base_url=upstream.base_url, **FAST_RETRIES)
+        model.load()
+        with pytest.raises(ModelAPIError, match=r"HTTP 404: .*does not exist") as info:
+            run_sync(model.generate(request))
+        assert info.value.status_code == 404 and len(upstream.received) == 1
+    with FlakyUpstreamDouble(then=_error(401, "Incorrect API key provided")) as upstream:
+        model = make("openai:double", base_url=upstream.base_url, api_key="sk-wrong")
+        model.load()
+        with pytest.raises(ConfigurationError, match="refused the API key"):
+            run_sync(model.generate(request))
+        assert upstream.received  # the key went along
+    with FlakyUpstreamDouble(then=Reply(body={"no": "choices"})) as upstream:
+        model = make("openai:double", base_url=upstream.base_url)
+        model.load()
+        with pytest.raises(ModelAPIError, match="answered with no choices"):
+            run_sync(model.generate(request))
+    with FlakyUpstreamDouble(delay_s=1.0) as upstream:
+        model = make("openai:double", base_url=upstream.base_url, timeout_s=0.2, max_retries=0)
+        model.load()
+        with pytest.raises(ModelAPIError, match=r"no answer within 0.2 s \(options.timeout_s\)"):
+            run_sync(model.generate(request))
+    base_url = f"http://127.0.0.1:{free_port()}/v1"
+    model = make("openai:x", base_url=base_url, max_retries=1, **FAST_RETRIES)
+    model.load()
+    with pytest.raises(ModelAPIError, match=rf"cannot reach {re.escape(base_url)}: .*2 tries"):
+        run_sync(model.generate(request))
+
+
+def _streamed(model: OpenAIModel, text: str) -> list[GenerationDelta]:
+    request = GenerateRequest(messages=(ChatMessage("user", text),), max_tokens=50)
+
+    async def collect() -> list[GenerationDelta]:
+        return [d async for d in model.stream(request)]
+
+    return run_sync(collect())
+
+
+def test_stream_counts_from_the_usage_chunk_and_retries_before_the_first_byte() -> None:
+    with FlakyUpstreamDouble([Reply(503)]) as upstream:
+        model = make("openai:double", base_url=upstream.base_url, **FAST_RETRIES)
+        model.load()
+        *texts, last = _streamed(model, "one two three")
+    assert [d.text for d in texts] == ["one", " two", " three"]
+    assert (last.text, last.finish_reason, last.tokens_in, last.tokens_out) == ("", "stop", 11, 3)
+    assert len(upstream.received) == 2  # the 503, then the stream
+    assert upstream.received[1]["stream"] is True
+    assert upstream.received[1]["stream_options"] == {"include_usage": True}
+
+
+def test_stream_error_event_mid_answer_is_a_model_api_error() -> None:
+    with FlakyUpstreamDouble(then=Reply(error_after=2)) as upstream:
+        model = make("openai:double", base_url=upstream.base_url, **FAST_RETRIES)
+        model.load()
+        seen: list[str] = []
+
+        async def consume() -> None:
+            async for delta in model.stream(
+                GenerateRequest(messages=(ChatMessage("user", "one two three four"),))
+            ):
+                seen.append(delta.text)
+
+        with pytest.raises(ModelAPIError, match="failed mid-answer: scripted failure"):
+            run_sync(consume())
+    assert seen == ["one", " two"]
+    assert len(upstream.received) == 1  # nothing is retried once the answer has begun
+
+
+def test_stream_refused_stream_options_are_dropped_and_remembered() -> None:
+    refused = _error(400, "Unrecognized request argument supplied: stream_options")
+    with FlakyUpstreamDouble([refused]) as upstream:
+        model = make("openai:double", base_url=upstream.base_url, **FAST_RETRIES)
+        model.load()
+        *texts, last = _streamed(model, "one two")
+        _streamed(model, "three")
+    assert [bool(r.get("stream_options")) for r in upstream.received] == [True, False, False]
+    assert [d.text for d in texts] == ["one", " two"]
+    assert (last.tokens_in, last.tokens_out) == (0, 2)  # no usage chunk: a token per chunk
+
+
+def test_stream_closed_early_closes_the_upstream_response() -> None:
+    words = " ".join(f"w{i}" for i in range(200))
+    with FlakyUpstreamDouble(then=Reply(chunk_delay_s=0.02)) as upstream:
+        model = make("openai:double", base_url=upstream.base_url)
+        model.load()
+
+        async def leave_after_two() -> list[str]:
+            deltas = model.stream(GenerateRequest(messages=(ChatMessage("user", words),)))
+            seen = [(await anext(deltas)).text, (await anext(deltas)).text]
+            await deltas.aclose()  # type: ignore[attr-defined]
+            return seen
+
+        started = time.perf_counter()
+        assert run_sync(leave_after_two()) == ["w0", " w1"]
+        deadline = time.monotonic() + 3
+        while not upstream.streams_cut and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upstream.streams_cut == 1
+        assert time.perf_counter() - started < 3  # 200 chunks would take 4 s
 
 
 # --- check() and configuration -------------------------------------------------------------------

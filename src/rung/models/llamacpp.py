@@ -27,11 +27,17 @@ llama-cpp-python's ``Llama`` is not thread-safe: every call into it holds one lo
 sends one batch at a time (``max_concurrency = 1``). Every llamacpp model of the process runs
 its calls on one shared thread (see ``_llama_thread``). The KV-cache reuse reaches into its private
 ``_ctx``, ``_batch`` and ``_model`` (there is no public API for it in llama-cpp-python 0.3).
+
+``generate`` and ``stream`` share one decoding loop over llama-cpp-python's token generator, so a
+streamed answer is the generated one, token for token. A stream holds the model from its prompt
+to its last token; closing it early stops the generation before the next token, and leaves the
+KV cache and llama-cpp-python's bookkeeping of it consistent for the next call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import ctypes
 import functools
@@ -40,7 +46,7 @@ import math
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +69,7 @@ from rung.models.base import (
     ClassifyRequest,
     GenerateRequest,
     Generation,
+    GenerationDelta,
     Model,
     ModelInfo,
     Prediction,
@@ -415,6 +422,7 @@ class LlamaCppModel(Model):
     provider: ClassVar[str] = "llamacpp"
     Options: ClassVar[type[BaseModel]] = LlamaCppOptions
     can_generate: ClassVar[bool] = True
+    can_stream: ClassVar[bool] = True
 
     def __init__(self, name: str, options: BaseModel | None = None) -> None:
         super().__init__(name, options)
@@ -534,10 +542,15 @@ class LlamaCppModel(Model):
         """The prompt text and what precedes a label in the answer."""
         if self._template is None:
             return render_plain(messages), " "
+        return self._chat(messages).prompt, ""
+
+    def _chat(self, messages: Sequence[ChatMessage]) -> Any:
+        """The chat template applied to the messages: llama-cpp-python's ChatFormatterResponse
+        (the prompt, its stop strings, whether it holds its own BOS)."""
         import jinja2
 
         try:
-            rendered = self._template(
+            return self._template(
                 messages=[{"role": m.role, "content": m.content} for m in messages]
             )
         except (jinja2.TemplateError, ValueError) as e:
@@ -547,7 +560,6 @@ class LlamaCppModel(Model):
                 "some templates take no system message or need user and assistant turns to "
                 "alternate: adapt the prompt"
             ) from e
-        return rendered.prompt, ""
 
     def _tokenize(self, llm: Llama, text: str) -> list[int]:
         # As llama-cpp-python does: a rendered template carries its own BOS; plain text gets
@@ -737,46 +749,152 @@ class LlamaCppModel(Model):
             )
         return self._eog
 
-    # -- generate -------------------------------------------------------------------------------
+    # -- generate and stream ------------------------------------------------------------------
 
     async def generate(self, request: GenerateRequest) -> Generation:
         return await _on_llama_thread(self._generate_sync, request)
 
-    def _generate_sync(self, request: GenerateRequest) -> Generation:
-        max_tokens = request.max_tokens
-        if self.opts.max_tokens is not None:
-            max_tokens = min(max_tokens, self.opts.max_tokens)
-        common: dict[str, Any] = {
-            "max_tokens": max_tokens,
-            "temperature": request.temperature,
-            "repeat_penalty": self.opts.repeat_penalty,
-            "seed": self.opts.seed,
-        }
-        with self._lock, _context_overflow_is_a_configuration_error(self.model_id):
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerationDelta]:
+        """The generation as llama.cpp makes it. Text deltas carry the running token counts
+        (so that a consumer that stops early knows what was used); the last delta carries the
+        finish reason and the counts of the whole generation.
+
+        The generation runs as one job on the llama thread, holding the model's lock from the
+        prompt to the last token; its tokens come back through a queue. Closing this iterator
+        early (a client went away, a task was cancelled) stops the generation before the next
+        token, and the lock is free for the next call."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[GenerationDelta | Exception] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(item: GenerationDelta | Exception) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody reads the rest
+                stop.set()
+
+        def emit(text: str, tokens_in: int, tokens_out: int) -> None:
+            put(GenerationDelta(text, tokens_in=tokens_in, tokens_out=tokens_out))
+
+        def run() -> None:
+            try:
+                done = self._generate_sync(request, emit, stop)
+            except Exception as e:  # raised in the consumer's task
+                put(e)
+                return
+            put(
+                GenerationDelta(
+                    "",
+                    finish_reason=done.finish_reason,
+                    tokens_in=done.tokens_in,
+                    tokens_out=done.tokens_out,
+                )
+            )
+
+        # submit(), not run_in_executor(): the job must not be tied to a loop that may be gone
+        # before the job ends (the consumer left and its loop closed).
+        _llama_thread().submit(run)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            stop.set()
+
+    def _generate_sync(
+        self,
+        request: GenerateRequest,
+        emit: Callable[[str, int, int], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> Generation:
+        """Generate, as llama-cpp-python's create_chat_completion (or create_completion, for a
+        model without a chat template) would: the same prompt tokens, sampler and stop strings,
+        so that answers do not change with the way they are asked for. The loop is ours so that
+        text comes out as it is decoded (``emit(text, tokens_in, tokens_out)``), whole UTF-8
+        characters only and never a part of a stop string, and so that ``stop`` can end it
+        between two tokens.
+
+        Why not llama-cpp-python's own stream: it reports no token counts, it can only be left
+        by abandoning its generator, and it overruns max_tokens (42 tokens for 40) when the
+        answer ends in a character split over several tokens (Japanese, emoji)."""
+        import llama_cpp
+
+        with self._lock:
+            if stop is not None and stop.is_set():  # the consumer left while this waited
+                return Generation("", 0, 0, "stop")
             llm = self._loaded()
             if self._template is not None:
-                messages: Any = [{"role": m.role, "content": m.content} for m in request.messages]
-                response: Any = llm.create_chat_completion(
-                    messages=messages,
-                    stop=list(request.stop) or None,
-                    **common,
+                chat = self._chat(request.messages)
+                prompt = list(
+                    llm.tokenize(
+                        chat.prompt.encode("utf-8"), add_bos=not chat.added_special, special=True
+                    )
                 )
-                choice = response["choices"][0]
-                text = choice["message"]["content"] or ""
+                stops = [*request.stop, *_as_list(chat.stop)]
+                strip_space = False
             else:
-                response = llm.create_completion(
-                    render_plain(request.messages),
-                    stop=[*request.stop, "\n\nUser:"],
-                    **common,
+                prompt = _completion_tokens(llm, render_plain(request.messages))
+                stops = [*request.stop, "\n\nUser:"]
+                strip_space = True  # the answer follows "Assistant:" after a space
+            n_ctx = llm.n_ctx()
+            if len(prompt) >= n_ctx:
+                raise ConfigurationError(
+                    f"{self.model_id}: the prompt takes {len(prompt)} tokens, more than the "
+                    f"context of {n_ctx}; raise the n_ctx option, or shorten the prompt"
                 )
-                choice = response["choices"][0]
-                text = choice["text"].removeprefix(" ")
-        usage = response.get("usage") or {}
+            max_tokens = request.max_tokens if request.max_tokens > 0 else n_ctx
+            if self.opts.max_tokens is not None:
+                max_tokens = min(max_tokens, self.opts.max_tokens)
+            max_tokens = min(max_tokens, n_ctx - len(prompt))
+
+            text = _StopScanner(stops, strip_space)
+            pieces: list[str] = []
+            n_out = 0
+            finish = "length"
+            llm.set_seed(self.opts.seed)
+            # Logits left in the context may be a label's (classify evaluates labels on top of
+            # the prompt, then rewinds): a prompt found whole in the cache evaluates its last
+            # token again rather than sampling from them.
+            llm._requires_eval = True
+            steps = llm.generate(
+                prompt,
+                top_k=40,
+                top_p=0.95,
+                min_p=0.05,
+                typical_p=1.0,
+                temp=request.temperature,
+                repeat_penalty=self.opts.repeat_penalty,
+            )
+            try:
+                for token in steps:
+                    if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                        finish = "stop"
+                        break
+                    n_out += 1
+                    piece = text.add(_piece(llm, token))
+                    if piece:
+                        pieces.append(piece)
+                        if emit is not None:
+                            emit(piece, len(prompt), n_out)
+                    if text.stopped:
+                        finish = "stop"
+                        break
+                    # Checked before asking for the next token: asking evaluates this one.
+                    if n_out >= max_tokens or (stop is not None and stop.is_set()):
+                        break
+            finally:
+                steps.close()
+            rest = text.flush()
+            if rest:
+                pieces.append(rest)
+                if emit is not None:
+                    emit(rest, len(prompt), n_out)
         return Generation(
-            text=text,
-            tokens_in=int(usage.get("prompt_tokens", 0)),
-            tokens_out=int(usage.get("completion_tokens", 0)),
-            finish_reason=choice.get("finish_reason"),
+            text="".join(pieces), tokens_in=len(prompt), tokens_out=n_out, finish_reason=finish
         )
 
     # -- facts ----------------------------------------------------------------------------------
@@ -899,16 +1017,68 @@ def _logsumexp(values: npt.NDArray[np.float32]) -> float:
     return top + math.log(math.fsum(math.exp(float(v) - top) for v in values))
 
 
-@contextlib.contextmanager
-def _context_overflow_is_a_configuration_error(model_id: str) -> Iterator[None]:
-    try:
-        yield
-    except ValueError as e:
-        if "context window" not in str(e):
-            raise
-        raise ConfigurationError(
-            f"{model_id}: {e}; raise the n_ctx option, or ask for fewer max_tokens"
-        ) from e
+def _as_list(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def _completion_tokens(llm: Llama, prompt: str) -> list[int]:
+    """A text prompt's tokens as llama-cpp-python's create_completion makes them: the model's
+    BOS (or CLS) when its tokenizer adds one, and its EOS (or SEP) when it adds one."""
+    model = llm._model
+    cls_token, bos = model.token_cls(), llm.token_bos()
+    first = cls_token if cls_token != -1 else bos
+    head = [first] if model.add_bos_token() and first != -1 else []
+    sep = model.token_sep()
+    tail = [sep if sep != -1 else llm.token_eos()] if model.add_eos_token() or sep != -1 else []
+    return head + list(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)) + tail
+
+
+class _StopScanner:
+    """The text of a generation, released as its bytes come: whole UTF-8 characters only, cut
+    at the first stop string, and holding back an ending that may begin one."""
+
+    def __init__(self, stops: Sequence[str], strip_space: bool) -> None:
+        self.stops = [s.encode("utf-8") for s in stops if s]
+        self.raw = bytearray()
+        self.sent = 0  # bytes of raw released
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        self.strip_space = strip_space
+        self.stopped = False
+
+    def add(self, piece: bytes) -> str:
+        self.raw += piece
+        # A stop cannot begin in the released bytes: they never end with a stop's beginning.
+        found = [i for s in self.stops if (i := self.raw.find(s, self.sent)) >= 0]
+        if found:
+            self.stopped = True
+            return self._release(min(found))
+        held = 0
+        for s in self.stops:
+            for k in range(min(len(s) - 1, len(self.raw) - self.sent), held, -1):
+                if self.raw.endswith(s[:k]):
+                    held = k
+                    break
+        return self._release(len(self.raw) - held)
+
+    def flush(self) -> str:
+        """What is left once the generation ends (nothing more after a stop)."""
+        if self.stopped:
+            return self._decode(b"", final=True)
+        return self._release(len(self.raw), final=True)
+
+    def _release(self, end: int, final: bool = False) -> str:
+        chunk = bytes(self.raw[self.sent : end])
+        self.sent = max(self.sent, end)
+        return self._decode(chunk, final)
+
+    def _decode(self, chunk: bytes, final: bool) -> str:
+        text: str = self.decoder.decode(chunk, final)
+        if self.strip_space and text:
+            text = text.removeprefix(" ")
+            self.strip_space = False
+        return text
 
 
 class _LogRelay:

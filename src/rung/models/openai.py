@@ -12,6 +12,11 @@ Scores come from the log-probabilities of the first answer token: each top token
 the labels it could begin, and the mass is normalised over the labels. Servers that refuse
 ``logprobs`` (some reasoning models, some gateways) are asked once more without it, and the
 backend remembers not to ask again.
+
+``generate`` (what ``rung serve`` forwards) posts plain HTTP through the SDK's HTTP library,
+spread over small connection pools, and raises the SDK's own errors: behind a gateway the SDK's
+request building and response models cost more CPU than the exchange itself. ``stream`` reads
+the upstream's server-sent events through the SDK; closing it early closes the response.
 """
 
 from __future__ import annotations
@@ -19,15 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import math
 import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +43,7 @@ from rung.models.base import (
     ClassifyRequest,
     GenerateRequest,
     Generation,
+    GenerationDelta,
     Model,
     ModelInfo,
     Prediction,
@@ -61,6 +68,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: sent when the server needs no key: the SDK refuses to build a client without one
@@ -70,6 +78,9 @@ OPENAI_HOST = "api.openai.com"
 RETRY_STATUSES = frozenset({408, 429})
 #: how long an idle client keeps its connections open for the next call on the same loop
 IDLE_CLOSE_S = 2.0
+#: requests in flight per HTTP client of generate(): each client scans its whole connection
+#: pool for every request (httpcore), so 64 requests go through 8 small pools, not one big one
+POOL_SLOTS = 8
 
 
 class OpenAIOptions(BaseModel):
@@ -264,6 +275,15 @@ class _LoopState:
     slots: asyncio.Semaphore
     users: int = 0
     closer: asyncio.Task[None] | None = None
+    #: the plain HTTP clients of generate() (see OpenAIModel._post), made on first use
+    pools: list[Any] = field(default_factory=list)
+    #: requests in flight on each of them
+    busy: list[int] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+        for pool in self.pools:
+            await pool.aclose()
 
 
 class OpenAIModel(Model):
@@ -272,6 +292,7 @@ class OpenAIModel(Model):
     provider: ClassVar[str] = "openai"
     Options: ClassVar[type[BaseModel]] = OpenAIOptions
     can_generate: ClassVar[bool] = True
+    can_stream: ClassVar[bool] = True
 
     def __init__(self, name: str, options: BaseModel | None = None) -> None:
         super().__init__(name, options)
@@ -287,7 +308,10 @@ class OpenAIModel(Model):
         ).rstrip("/")
         self._api_key = self._resolve_key()
         self._use_logprobs = self.opts.logprobs
+        self._stream_usage = True  # ask for the usage chunk until a server refuses it
         self._client_factory: Callable[[], AsyncOpenAI] | None = None
+        self._http: Any = None  # the HTTP library the SDK is built on, once loaded
+        self._tls: Any = None
         self._state: _LoopState | None = None
 
     # -- configuration ------------------------------------------------------------------------
@@ -394,12 +418,47 @@ class OpenAIModel(Model):
             )
 
         self._client_factory = factory
+        self._http = _sdk_http_library()
         self._state = None
+
+    def _pool(self, state: _LoopState) -> int:
+        """The least busy of the loop's HTTP clients for generate(), made on first use."""
+        if not state.pools:
+            http = self._http
+            if self._tls is None:
+                self._tls = http.create_ssl_context()  # one per model: each costs milliseconds
+            headers = {"Authorization": f"Bearer {self._api_key}"}
+            limits = http.Limits(max_connections=None, max_keepalive_connections=POOL_SLOTS)
+            state.pools = [
+                http.AsyncClient(
+                    base_url=self.base_url,
+                    headers=headers,
+                    timeout=self.opts.timeout_s,
+                    limits=limits,
+                    verify=self._tls,
+                    follow_redirects=True,  # as the SDK's client does
+                )
+                for _ in range(-(-self.opts.concurrency // POOL_SLOTS))
+            ]
+            state.busy = [0] * len(state.pools)
+        return min(range(len(state.busy)), key=state.busy.__getitem__)
 
     def close(self) -> None:
         # Nothing to free: each client is closed when the last call using it ends (_session).
         self._state = None
         self._client_factory = None
+
+    async def aclose(self) -> None:
+        """close(), from the loop that made the calls (a server shutting down): the idle client
+        is closed now, not left to a closer task that the loop may never run again."""
+        state = self._state
+        self.close()
+        if state is None or state.loop is not asyncio.get_running_loop():
+            return
+        if state.closer is not None:
+            state.closer.cancel()  # it closes the client on its way out
+            with contextlib.suppress(asyncio.CancelledError):
+                await state.closer
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[_LoopState]:
@@ -432,57 +491,61 @@ class OpenAIModel(Model):
             if state.users == 0:
                 if self._state is state:
                     self._state = None
-                await state.client.close()
+                await state.aclose()
 
     # -- requests -----------------------------------------------------------------------------
 
     async def _chat(self, state: _LoopState, body: dict[str, Any]) -> ChatCompletion:
-        """One chat completion, tried again after 408/429/5xx, time-outs and connection errors
-        with exponential backoff and jitter (or the server's Retry-After), then a ModelAPIError.
+        """One chat completion, holding one of the endpoint's slots (see ``_retrying``)."""
+        from openai.types.chat import ChatCompletion as completion_type
+
+        async with state.slots:
+            # post() skips the SDK's per-call transform of the parameters (a quarter of the
+            # client's time per request) and raises the same errors.
+            return await self._retrying(
+                body,
+                lambda: state.client.post("/chat/completions", body=body, cast_to=completion_type),
+            )
+
+    async def _retrying(self, body: dict[str, Any], call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, tried again after 408/429/5xx, time-outs and connection errors with
+        exponential backoff and jitter (or the server's Retry-After), then a ModelAPIError.
         When the body asks for logprobs, an error that is about them (any 400 or 422, or a
         message naming logprobs, as llama-cpp-python's 500 does) is raised at once as
         _LogprobsRefused, so that the caller can ask again without them."""
         import openai
-        from openai.types.chat import ChatCompletion as completion_type
 
         asked_logprobs = bool(body.get("logprobs"))
         tries = self.opts.max_retries + 1
-        async with state.slots:
-            for attempt in range(tries):
-                delay: float | None = None
-                try:
-                    # post() skips the SDK's per-call transform of the parameters (a quarter
-                    # of the client's time per request) and raises the same errors.
-                    return await state.client.post(
-                        "/chat/completions", body=body, cast_to=completion_type
+        for attempt in range(tries):
+            delay: float | None = None
+            try:
+                return await call()
+            except openai.APIStatusError as e:
+                status = e.status_code
+                where = f"{self.model_id} at {self.base_url} answered HTTP {status}"
+                if status == 401:
+                    raise self._refused_key(status) from e
+                if asked_logprobs and (status in (400, 422) or "logprob" in _message(e).casefold()):
+                    raise _LogprobsRefused(f"{where}: {_message(e)}", status) from e
+                if status not in RETRY_STATUSES and status < 500:
+                    raise ModelAPIError(f"{where}: {_message(e)}", status_code=status) from e
+                if attempt == tries - 1:
+                    raise ModelAPIError(
+                        f"{where} {tries} times in a row ({_message(e)}); lower "
+                        "options.concurrency or raise options.max_retries",
+                        status_code=status,
+                    ) from e
+                delay = retry_after_s(e.response.headers)
+            except openai.APIConnectionError as e:  # time-outs included
+                if attempt == tries - 1:
+                    what = (
+                        f"no answer within {self.opts.timeout_s:g} s (options.timeout_s)"
+                        if isinstance(e, openai.APITimeoutError)
+                        else _message(e).rstrip(".")
                     )
-                except openai.APIStatusError as e:
-                    status = e.status_code
-                    where = f"{self.model_id} at {self.base_url} answered HTTP {status}"
-                    if status == 401:
-                        raise self._refused_key(status) from e
-                    if asked_logprobs and (
-                        status in (400, 422) or "logprob" in _message(e).casefold()
-                    ):
-                        raise _LogprobsRefused(f"{where}: {_message(e)}", status) from e
-                    if status not in RETRY_STATUSES and status < 500:
-                        raise ModelAPIError(f"{where}: {_message(e)}", status_code=status) from e
-                    if attempt == tries - 1:
-                        raise ModelAPIError(
-                            f"{where} {tries} times in a row ({_message(e)}); lower "
-                            "options.concurrency or raise options.max_retries",
-                            status_code=status,
-                        ) from e
-                    delay = retry_after_s(e.response.headers)
-                except openai.APIConnectionError as e:  # time-outs included
-                    if attempt == tries - 1:
-                        what = (
-                            f"no answer within {self.opts.timeout_s:g} s (options.timeout_s)"
-                            if isinstance(e, openai.APITimeoutError)
-                            else _message(e).rstrip(".")
-                        )
-                        raise self._unreachable(f"{what} ({tries} tries)") from e
-                await asyncio.sleep(self._backoff(attempt, delay))
+                    raise self._unreachable(f"{what} ({tries} tries)") from e
+            await asyncio.sleep(self._backoff(attempt, delay))
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -532,7 +595,7 @@ class OpenAIModel(Model):
             raise eg.exceptions[0] from None
         return [t.result() for t in tasks]
 
-    async def generate(self, request: GenerateRequest) -> Generation:
+    def _generate_body(self, request: GenerateRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.name,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -541,15 +604,125 @@ class OpenAIModel(Model):
         }
         if request.stop:
             body["stop"] = list(request.stop)
-        async with self._session() as state:
-            completion = await self._chat(state, body)
-        choice = self._first_choice(completion)
-        tokens_in, tokens_out = _usage(completion)
+        return body
+
+    async def generate(self, request: GenerateRequest) -> Generation:
+        body = self._generate_body(request)
+        async with self._session() as state, state.slots:
+            data = await self._retrying(body, lambda: self._post(state, body))
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise ModelAPIError(
+                f"{self.model_id} at {self.base_url} answered with no choices; "
+                "check that the server implements chat completions"
+            )
+        choice = choices[0]
+        message = choice.get("message") or {}
+        usage = data.get("usage") or {}
         return Generation(
-            text=choice.message.content or "",
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            finish_reason=choice.finish_reason,
+            text=str(message.get("content") or ""),
+            tokens_in=int(usage.get("prompt_tokens") or 0),
+            tokens_out=int(usage.get("completion_tokens") or 0),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    async def _post(self, state: _LoopState, body: dict[str, Any]) -> Any:
+        """``POST /chat/completions`` as plain HTTP, the answer as parsed JSON: the SDK's request
+        building and response models take twice the CPU of the HTTP exchange itself, which is
+        what a gateway in front of a fast upstream pays for most (benchmarks/bench_gateway.py).
+        Failures are raised as the SDK's own errors, so that ``_retrying`` treats both paths
+        alike."""
+        import openai
+
+        http = self._http
+        pool = self._pool(state)
+        state.busy[pool] += 1
+        try:
+            response = await state.pools[pool].post(
+                "/chat/completions",
+                content=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+        except http.TimeoutException as e:
+            raise openai.APITimeoutError(request=e.request) from e
+        except http.TransportError as e:
+            raise openai.APIConnectionError(message=_message(e), request=e.request) from e
+        finally:
+            state.busy[pool] -= 1
+        if response.status_code >= 400:
+            # the SDK's own mapping of a status to its error class and message
+            raise state.client._make_status_error_from_response(response)
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            raise ModelAPIError(
+                f"{self.model_id} at {self.base_url} answered HTTP {response.status_code} with "
+                f"a body that is not JSON ({response.text[:80]!r}); check options.base_url"
+            ) from None
+
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerationDelta]:
+        """The upstream's own stream (server-sent events), a delta per chunk with content.
+
+        Retries happen before the first chunk only, as for generate. The token counts come from
+        the usage chunk that ``stream_options.include_usage`` asks for; a server that sends
+        none (llama-cpp-python's) gets 0 prompt tokens and a completion token per content
+        chunk. Closing the iterator early closes the upstream response, which tells the server
+        to stop generating."""
+        import openai
+        from openai.types.chat import ChatCompletion as completion_type
+        from openai.types.chat import ChatCompletionChunk
+
+        body = self._generate_body(request) | {"stream": True}
+        if self._stream_usage:
+            body["stream_options"] = {"include_usage": True}
+
+        def call(body: dict[str, Any]) -> Awaitable[openai.AsyncStream[ChatCompletionChunk]]:
+            return state.client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=completion_type,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            )
+
+        async with self._session() as state, state.slots:
+            try:
+                chunks = await self._retrying(body, lambda: call(body))
+            except ModelAPIError as e:
+                # Servers that predate stream_options may refuse it; ask once more without.
+                if e.status_code not in (400, 422) or "stream_options" not in str(e):
+                    raise
+                self._stream_usage = False
+                body.pop("stream_options")
+                chunks = await self._retrying(body, lambda: call(body))
+            finish: str | None = None
+            usage: tuple[int, int] | None = None
+            pieces = 0
+            try:
+                async for chunk in chunks:
+                    if chunk.usage is not None:
+                        usage = (
+                            int(chunk.usage.prompt_tokens or 0),
+                            int(chunk.usage.completion_tokens or 0),
+                        )
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    finish = choice.finish_reason or finish
+                    if choice.delta.content:
+                        pieces += 1
+                        yield GenerationDelta(choice.delta.content)
+            except openai.APIConnectionError as e:  # time-outs included
+                raise self._unreachable(f"the answer broke off ({_message(e).rstrip('.')})") from e
+            except openai.APIError as e:  # an error event in the stream
+                raise ModelAPIError(
+                    f"{self.model_id} at {self.base_url} failed mid-answer: {_message(e)}"
+                ) from e
+            finally:
+                await chunks.close()
+        tokens_in, tokens_out = usage if usage is not None else (0, pieces)
+        yield GenerationDelta(
+            "", finish_reason=finish or "stop", tokens_in=tokens_in, tokens_out=tokens_out
         )
 
     def _first_choice(self, completion: ChatCompletion) -> Choice:
@@ -583,6 +756,17 @@ class OpenAIModel(Model):
                 installed=True,
             )
         ]
+
+
+def _sdk_http_library() -> Any:
+    """httpx2 for openai 3, httpx before it: the HTTP library the SDK is built on, whose
+    errors the SDK wraps."""
+    import importlib
+
+    import openai
+
+    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
+    return importlib.import_module(base.__module__.partition(".")[0])
 
 
 def _message(e: Exception) -> str:
