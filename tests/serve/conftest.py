@@ -26,6 +26,9 @@ INSTRUCTIONS = (
 )
 #: USD per million tokens charged for smollm2, high so that budgets run out in a request
 SMOL_PRICE = {"input_per_mtok": 1000.0, "output_per_mtok": 1000.0}
+#: one thread: on a machine shared with other work, llama.cpp's threads wait on each other at
+#: every layer when one of them is descheduled (see tests/models/test_llamacpp.py)
+LLAMA_OPTIONS = {"n_threads": 1}
 
 
 @contextmanager
@@ -60,6 +63,7 @@ def serve_config(fpb_path: Path, runs_dir: Path, **overrides: Any) -> dict[str, 
             {
                 "id": "llamacpp:smollm2-135m-instruct",
                 "name": "smollm2",
+                "options": LLAMA_OPTIONS,
                 "labels": LABELS,
                 "prompt": {"instructions": INSTRUCTIONS},
                 "price": SMOL_PRICE,
@@ -69,7 +73,11 @@ def serve_config(fpb_path: Path, runs_dir: Path, **overrides: Any) -> dict[str, 
             "sentiment": {
                 "rungs": [
                     {"model": "encoder:minilm-l6", "threshold": 0.9, "cost_usd_per_1k": 0.01},
-                    {"model": "llamacpp:smollm2-135m-instruct", "cost_usd_per_1k": 0.1},
+                    {
+                        "model": "llamacpp:smollm2-135m-instruct",
+                        "options": LLAMA_OPTIONS,
+                        "cost_usd_per_1k": 0.1,
+                    },
                 ],
                 "labels": LABELS,
                 "train": train,

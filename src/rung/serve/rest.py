@@ -6,29 +6,35 @@ completions: the reply is the label of the last user message, so any OpenAI clie
 Every response about a classification carries a ``rung`` object: the rung that answered, the
 rungs it climbed from, its cost and what the top rung would have cost.
 
-Streaming sends the reply as Server-Sent Events in OpenAI's chunk format, ending with
-``data: [DONE]``. The backend contract generates a whole reply at once, so the chunks follow the
-generation rather than the decoding: the first chunk arrives when the reply is complete.
+Streaming sends the reply as Server-Sent Events in OpenAI's chunk format, each chunk as soon as
+the model's ``stream()`` makes it (token by token for models that ``can_stream``, at once for the
+others), then a chunk with the finish reason and the ``rung`` object, the usage chunk when
+``stream_options.include_usage`` asks for it, and ``data: [DONE]``. An error before the first
+delta is an ordinary JSON error response; one after it is an ``error`` event that ends the
+stream, as OpenAI does. A client that goes away stops the generation; what was generated until
+then is what the request used.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from rung.models.base import ChatMessage, GenerateRequest
-from rung.serve.errors import ApiError, error_response
+from rung.models.base import ChatMessage, GenerateRequest, GenerationDelta
+from rung.serve.errors import ApiError, describe, error_body, error_response
 from rung.serve.metrics import CONTENT_TYPE
-from rung.serve.rungs import Answer, ServedModel
-from rung.serve.state import ServeState, UsageSlot
+from rung.serve.rungs import Answer, ServedModel, closing_stream
+from rung.serve.state import ServeState, StreamTally, UsageSlot
 from rung.serve.wire import ChatBody, ClassifyBody, CompletionBody, EmbeddingBody, read_json
 
 __all__ = [
@@ -43,7 +49,10 @@ __all__ = [
 ]
 
 Handler = Callable[[Request], Awaitable[Response]]
-_PIECES = re.compile(r"\s*\S+|\s+")
+#: one chunk's choice: (text, finish reason) -> its JSON ("" text: the chat's role chunk)
+ChunkChoice = Callable[[str | None, str | None], dict[str, Any]]
+#: the ``rung`` object of a streamed reply, from its (tokens in, tokens out)
+RungOf = Callable[[int, int], dict[str, Any]]
 
 
 def _state(request: Request) -> ServeState:
@@ -107,6 +116,30 @@ class _Reply:
         self.rung = rung
 
 
+def _generate_request(
+    state: ServeState,
+    messages: tuple[ChatMessage, ...],
+    body: ChatBody | CompletionBody,
+    max_tokens: int | None,
+) -> GenerateRequest:
+    return GenerateRequest(
+        messages=messages,
+        max_tokens=max_tokens or state.config.limits.default_max_tokens,
+        temperature=body.temperature,
+        stop=body.stops(),
+    )
+
+
+def _generated_rung(served: ServedModel, cost: float) -> dict[str, Any]:
+    return {
+        "answered_by": served.model_id,
+        "climbed_from": [],
+        "cost_usd": cost,
+        "top_rung_cost_usd": cost,
+        "errors": [],
+    }
+
+
 async def _reply(
     state: ServeState,
     served: ServedModel,
@@ -116,21 +149,10 @@ async def _reply(
     slot: UsageSlot,
 ) -> _Reply:
     if served.can_generate:
-        request = GenerateRequest(
-            messages=messages,
-            max_tokens=max_tokens or state.config.limits.default_max_tokens,
-            temperature=body.temperature,
-            stop=body.stops(),
-        )
+        request = _generate_request(state, messages, body, max_tokens)
         generation, cost = await state.generate(served, request, slot)
-        rung = {
-            "answered_by": served.model_id,
-            "climbed_from": [],
-            "cost_usd": cost,
-            "top_rung_cost_usd": cost,
-            "errors": [],
-        }
         finish = generation.finish_reason or "stop"
+        rung = _generated_rung(served, cost)
         return _Reply(generation.text, generation.tokens_in, generation.tokens_out, finish, rung)
     users = [m.content for m in messages if m.role == "user"]
     if not users:
@@ -145,35 +167,115 @@ async def _reply(
     return _Reply(p.label or "", p.tokens_in, p.tokens_out, "stop", rung)
 
 
+# -- streaming ---------------------------------------------------------------------------------
+
+
+async def _start_stream(
+    state: ServeState,
+    served: ServedModel,
+    messages: tuple[ChatMessage, ...],
+    body: ChatBody | CompletionBody,
+    max_tokens: int | None,
+    slot: UsageSlot,
+) -> tuple[AsyncIterator[GenerationDelta], RungOf]:
+    """The reply's deltas, with the first one already made: whatever fails before it (a bad
+    input, an upstream that refuses) is raised here, while the answer can still be a JSON
+    error. A model that classifies streams its label as one delta."""
+    if not served.can_generate:
+        reply = await _reply(state, served, messages, body, max_tokens, slot)
+        return _whole(reply), lambda tokens_in, tokens_out: reply.rung
+    deltas = state.stream(served, _generate_request(state, messages, body, max_tokens), slot)
+    first = await anext(deltas, None)
+
+    def rung(tokens_in: int, tokens_out: int) -> dict[str, Any]:
+        return _generated_rung(served, served.cost(tokens_in, tokens_out))
+
+    return _after(first, deltas), rung
+
+
+async def _whole(reply: _Reply) -> AsyncIterator[GenerationDelta]:
+    yield GenerationDelta(reply.text)
+    yield GenerationDelta("", reply.finish, reply.tokens_in, reply.tokens_out)
+
+
+async def _after(
+    first: GenerationDelta | None, rest: AsyncIterator[GenerationDelta]
+) -> AsyncIterator[GenerationDelta]:
+    async with closing_stream(rest):
+        if first is None:
+            return
+        yield first
+        async for delta in rest:
+            yield delta
+
+
 def _sse(data: dict[str, Any] | str) -> str:
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     return f"data: {payload}\n\n"
 
 
-def _stream(
+async def _events(
     head: dict[str, Any],
-    reply: _Reply,
-    chunk: Callable[[str | None, str | None], dict[str, Any]],
+    deltas: AsyncIterator[GenerationDelta],
+    rung: RungOf,
+    chunk: ChunkChoice,
     include_usage: bool,
-) -> StreamingResponse:
-    async def events() -> AsyncIterator[str]:
-        usage_field: dict[str, Any] = {"usage": None} if include_usage else {}
-        for choice in [chunk("", None)] if head["object"] == "chat.completion.chunk" else []:
-            yield _sse(head | {"choices": [choice]} | usage_field)
-        for piece in _PIECES.findall(reply.text):
-            yield _sse(head | {"choices": [chunk(piece, None)]} | usage_field)
-        yield _sse(
-            head | {"choices": [chunk(None, reply.finish)], "rung": reply.rung} | usage_field
-        )
-        if include_usage:
-            yield _sse(head | {"choices": [], "usage": _usage(reply.tokens_in, reply.tokens_out)})
-        yield _sse("[DONE]")
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+) -> AsyncGenerator[str, None]:
+    usage_field: dict[str, Any] = {"usage": None} if include_usage else {}
+    if head["object"] == "chat.completion.chunk":
+        yield _sse(head | {"choices": [chunk("", None)]} | usage_field)
+    tally = StreamTally()
+    try:
+        async with closing_stream(deltas):
+            async for delta in deltas:
+                tally.add(delta)
+                if delta.text:
+                    yield _sse(head | {"choices": [chunk(delta.text, None)]} | usage_field)
+    except Exception as e:
+        # The status line is sent: as OpenAI does, an error event ends the stream, no [DONE].
+        yield _sse(error_body(describe(e)))
+        return
+    tokens_in, tokens_out = tally.tokens
+    finish = tally.finish_reason or "stop"
+    yield _sse(
+        head | {"choices": [chunk(None, finish)], "rung": rung(tokens_in, tokens_out)} | usage_field
     )
+    if include_usage:
+        yield _sse(head | {"choices": [], "usage": _usage(tokens_in, tokens_out)})
+    yield _sse("[DONE]")
+
+
+class _EventStream(StreamingResponse):
+    """Server-sent events, each sent as soon as it is made. The events are closed (and with
+    them the model's stream, which stops generating) when they end, when sending fails, or
+    as soon as the client goes away, also while the model is still making the next token;
+    so the request's usage is complete when the gateway logs it."""
+
+    def __init__(self, events: AsyncGenerator[str, None]) -> None:
+        super().__init__(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                # OSError: the client went away (servers of ASGI 2.4 say so when sending)
+                with contextlib.suppress(OSError):
+                    await self.stream_response(send)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.events.aclose()
 
 
 @handles_errors
@@ -181,9 +283,7 @@ async def chat_completions(request: Request) -> Response:
     state, slot = _state(request), _slot(request)
     body = await read_json(request, ChatBody, state.config.limits)
     served = state.model(body.model, slot)
-    reply = await _reply(
-        state, served, body.chat(), body, body.max_completion_tokens or body.max_tokens, slot
-    )
+    max_tokens = body.max_completion_tokens or body.max_tokens
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": served.name}
     if body.stream:
 
@@ -195,13 +295,11 @@ async def chat_completions(request: Request) -> Response:
                 delta = {"content": piece}
             return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
 
+        deltas, rung = await _start_stream(state, served, body.chat(), body, max_tokens, slot)
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return _stream(
-            head | {"object": "chat.completion.chunk", "system_fingerprint": None},
-            reply,
-            chunk,
-            include,
-        )
+        head |= {"object": "chat.completion.chunk", "system_fingerprint": None}
+        return _EventStream(_events(head, deltas, rung, chunk, include))
+    reply = await _reply(state, served, body.chat(), body, max_tokens, slot)
     return JSONResponse(
         head
         | {
@@ -228,26 +326,28 @@ async def completions(request: Request) -> Response:
     served = state.model(body.model, slot)
     prompts = body.prompts()
     state.check_inputs(prompts, "prompt")
-    if body.stream and len(prompts) > 1:
-        raise ApiError(400, "stream one prompt at a time", param="prompt")
-    # The contract generates from messages: a prompt is sent as one user message.
-    replies = [
-        await _reply(state, served, (ChatMessage("user", p),), body, body.max_tokens, slot)
-        for p in prompts
-    ]
     head = {
         "id": f"cmpl-{uuid.uuid4().hex}",
         "object": "text_completion",
         "created": int(time.time()),
         "model": served.name,
     }
+    # The contract generates from messages: a prompt is sent as one user message.
     if body.stream:
+        if len(prompts) > 1:
+            raise ApiError(400, "stream one prompt at a time", param="prompt")
 
         def chunk(piece: str | None, finish: str | None) -> dict[str, Any]:
             return {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish}
 
+        messages = (ChatMessage("user", prompts[0]),)
+        deltas, rung = await _start_stream(state, served, messages, body, body.max_tokens, slot)
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return _stream(head, replies[0], chunk, include)
+        return _EventStream(_events(head, deltas, rung, chunk, include))
+    replies = [
+        await _reply(state, served, (ChatMessage("user", p),), body, body.max_tokens, slot)
+        for p in prompts
+    ]
     return JSONResponse(
         head
         | {

@@ -12,12 +12,13 @@ alone, not with the requests that happened to share its batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from rung.models.base import (
     ClassifyRequest,
     GenerateRequest,
     Generation,
+    GenerationDelta,
     Model,
     Prediction,
 )
@@ -45,9 +47,10 @@ from rung.tasks.classify import (
 )
 from rung.tasks.data import Example
 
-__all__ = ["Answer", "ServedModel", "load_models"]
+__all__ = ["Answer", "ServedModel", "closing_stream", "load_models"]
 
 log = logging.getLogger("rung.serve")
+T = TypeVar("T")
 
 
 class TracedAnswer(Protocol):
@@ -99,7 +102,7 @@ class ServedModel:
 
     @property
     def can_embed(self) -> bool:
-        return _embedder(self.model) is not None
+        return self.model.can_embed or _interim_embedder(self.model) is not None
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         if self.price is None:
@@ -192,7 +195,7 @@ class ServedModel:
             latency_ms=latency_ms,
         )
 
-    # -- generate and embed ---------------------------------------------------------------------
+    # -- generate, stream and embed -------------------------------------------------------------
 
     async def generate(self, request: GenerateRequest) -> Generation:
         # Backends that generate serialize their own calls (llama.cpp: one lock, one thread).
@@ -202,9 +205,20 @@ class ServedModel:
         finally:
             self.in_flight -= 1
 
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[GenerationDelta]:
+        """The model's stream (as it decodes when it ``can_stream``, else at once), counted in
+        the queue depth until it ends or is closed."""
+        self.in_flight += 1
+        try:
+            async with closing_stream(self.model.stream(request)) as deltas:
+                async for delta in deltas:
+                    yield delta
+        finally:
+            self.in_flight -= 1
+
     async def embed(self, texts: list[str]) -> tuple[np.ndarray[Any, Any], list[int]]:
-        embed = _embedder(self.model)
-        if embed is None:
+        interim = None if self.model.can_embed else _interim_embedder(self.model)
+        if not self.model.can_embed and interim is None:
             raise ApiError(
                 400,
                 f"{self.name} ({self.model_id}) does not make embeddings: use an encoder model",
@@ -213,8 +227,13 @@ class ServedModel:
             )
         self.in_flight += len(texts)
         try:
+            # One embedding call at a time per model, beside its classify queue.
             async with self.embed_lock:
-                vectors, tokens = await asyncio.to_thread(embed, texts)
+                if interim is None:
+                    embeddings = await self.model.embed(texts)
+                    vectors, tokens = embeddings.vectors, embeddings.tokens
+                else:
+                    vectors, tokens = await asyncio.to_thread(interim, texts)
         finally:
             self.in_flight -= len(texts)
         return np.asarray(vectors, dtype=np.float32), [int(t) for t in tokens]
@@ -231,17 +250,24 @@ class ServedModel:
         }
 
 
-def _embedder(model: Model) -> Any:
-    """The model's sentence-embedding function, if it has one.
+def _interim_embedder(model: Model) -> Callable[[list[str]], Any] | None:
+    """INTERIM, to remove once the encoder backend implements the contract's ``embed()`` (with
+    ``can_embed``): its private ``_embed_counting(texts) -> (vectors, token counts)``."""
+    fn = getattr(model, "_embed_counting", None)
+    return fn if callable(fn) else None
 
-    The backend contract has no embedding method yet: a public ``embed(texts)`` returning
-    (vectors, token counts) is used when a backend offers one; the encoder backend's
-    ``_embed_counting`` (same signature) is the interim."""
-    for name in ("embed", "_embed_counting"):
-        fn = getattr(model, name, None)
-        if callable(fn):
-            return fn
-    return None
+
+@contextlib.asynccontextmanager
+async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """``stream``, closed on the way out. An async generator left early is otherwise closed
+    only when the garbage collector gets to it, and a model's stream holds the model (and
+    goes on generating) until it is closed."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,23 +1,24 @@
 """What one running server holds, and the calls REST and GraphQL share: pick a model, check the
-inputs against the limits, classify, generate, and note what the request used."""
+inputs against the limits, classify, generate or stream, and note what the request used."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rung.errors import did_you_mean
-from rung.models.base import GenerateRequest, Generation
+from rung.models.base import GenerateRequest, Generation, GenerationDelta
 from rung.serve.auth import Gate, Principal
 from rung.serve.config import ServeConfig
 from rung.serve.errors import ApiError
 from rung.serve.ledger import Ledger
 from rung.serve.metrics import Metrics
-from rung.serve.rungs import Answer, ServedModel, close_models, load_models
+from rung.serve.rungs import Answer, ServedModel, close_models, closing_stream, load_models
 
-__all__ = ["ServeState", "UsageSlot"]
+__all__ = ["ServeState", "StreamTally", "UsageSlot"]
 
 
 @dataclass
@@ -35,6 +36,32 @@ class UsageSlot:
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
         self.cost_usd += cost_usd
+
+
+@dataclass
+class StreamTally:
+    """What a stream has used so far: the last token counts its deltas reported (the last delta
+    reports the whole generation's), else a completion token per text delta."""
+
+    reported_in: int | None = None
+    reported_out: int | None = None
+    texts: int = 0
+    finish_reason: str | None = None
+
+    def add(self, delta: GenerationDelta) -> None:
+        if delta.tokens_in is not None:
+            self.reported_in = delta.tokens_in
+        if delta.tokens_out is not None:
+            self.reported_out = delta.tokens_out
+        if delta.text:
+            self.texts += 1
+        self.finish_reason = delta.finish_reason or self.finish_reason
+
+    @property
+    def tokens(self) -> tuple[int, int]:
+        """(tokens in, tokens out)."""
+        out = self.reported_out if self.reported_out is not None else self.texts
+        return self.reported_in or 0, out
 
 
 @dataclass
@@ -131,19 +158,43 @@ class ServeState:
         slot.rung = ",".join(rungs)
         return answers
 
+    def _within_limits(self, request: GenerateRequest) -> GenerateRequest:
+        self.check_inputs(["\n".join(m.content for m in request.messages)], "messages")
+        capped = min(request.max_tokens, self.config.limits.max_output_tokens)
+        if capped != request.max_tokens:
+            request = GenerateRequest(request.messages, capped, request.temperature, request.stop)
+        return request
+
     async def generate(
         self, served: ServedModel, request: GenerateRequest, slot: UsageSlot
     ) -> tuple[Generation, float]:
-        self.check_inputs(["\n".join(m.content for m in request.messages)], "messages")
-        limits = self.config.limits
-        capped = min(request.max_tokens, limits.max_output_tokens)
-        if capped != request.max_tokens:
-            request = GenerateRequest(request.messages, capped, request.temperature, request.stop)
-        generation = await served.generate(request)
+        generation = await served.generate(self._within_limits(request))
         cost = served.cost(generation.tokens_in, generation.tokens_out)
         slot.add(generation.tokens_in, generation.tokens_out, cost)
         slot.rung = served.model_id
         return generation, cost
+
+    def stream(
+        self, served: ServedModel, request: GenerateRequest, slot: UsageSlot
+    ) -> AsyncIterator[GenerationDelta]:
+        """The generation as it is made (the inputs are checked here, before the first delta
+        is asked for). What it used goes to ``slot`` when it ends, also when it ends early:
+        the last token counts the model reported, else a completion token per text delta."""
+        return self._recorded(served, self._within_limits(request), slot)
+
+    async def _recorded(
+        self, served: ServedModel, request: GenerateRequest, slot: UsageSlot
+    ) -> AsyncIterator[GenerationDelta]:
+        tally = StreamTally()
+        try:
+            async with closing_stream(served.stream(request)) as deltas:
+                async for delta in deltas:
+                    tally.add(delta)
+                    yield delta
+        finally:
+            tokens_in, tokens_out = tally.tokens
+            slot.add(tokens_in, tokens_out, served.cost(tokens_in, tokens_out))
+            slot.rung = served.model_id
 
     def model_card(self, served: ServedModel) -> dict[str, Any]:
         return {
