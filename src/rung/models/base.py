@@ -121,7 +121,9 @@ class Generation:
 @dataclass
 class GenerationDelta:
     """One piece of a streamed generation. The last delta of a stream carries the
-    ``finish_reason`` and the token counts of the whole generation; the others carry text."""
+    ``finish_reason`` and the token counts of the whole generation; the others carry text and,
+    when the backend knows them, the running counts so far (what a client that leaves early
+    is charged for)."""
 
     text: str
     finish_reason: str | None = None
