@@ -1,6 +1,7 @@
 """What does rung serve add as a gateway? The upstream direct, rung serve and LiteLLM's proxy.
 
     python benchmarks/bench_gateway.py [--seconds 5] [--repeats 3] [--no-litellm] [--profile]
+        [--rate-limit local] [--rate-limit shared] [--postgres | --ledger-url URL]
 
 One InstantUpstreamDouble (upstream_double.py, its own process) answers every chat completion at
 once. In front of it, each in its own process on 127.0.0.1:
@@ -20,6 +21,14 @@ wrk is missing, with a closed loop of raw httpx clients bounded in count and tim
 targets take turns in each repeat, so a burst of load from elsewhere on the machine hits them
 alike; the table shows the median of the repeats. Each run cross-checks the upstream's own count
 of completions: a gateway that answered without calling the upstream would show as LOST.
+
+``--rate-limit local`` and ``--rate-limit shared`` add one rung serve each that asks for an API
+key, sent by the load generator, whose rpm (10 million) is checked on every request and never
+reached: ``local`` counts it in the server's memory (``limits.shared_rate_limits: false``),
+``shared`` in the ledger (``true``), as replicas sharing a ledger do. Their ledger is a
+temporary SQLite file, or ``--ledger-url``, or with ``--postgres`` a throwaway PostgreSQL
+started here (Debian's ``postgresql`` package: initdb and pg_ctl), which is what replicas
+share in production.
 
 Goal (issue 6): rung adds under 2 ms at p50 over calling the upstream directly, and serves at
 least twice LiteLLM's requests/s at 64 concurrent clients. ``--profile`` runs rung serve once
@@ -47,6 +56,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -61,12 +71,17 @@ MODEL = "bench"  # rung's public name and LiteLLM's model_name; the upstream ign
 GOAL_ADDED_P50_MS = 2.0
 GOAL_RPS_RATIO = 2.0
 LEVELS = (1, 64)
-TARGETS = ("direct", "rung", "litellm")
+TARGETS = ("direct", "rung", "rung-local", "rung-shared", "litellm")
 LABELS = {
     "direct": "upstream, called directly",
     "rung": "rung serve (proxy)",
+    "rung-local": "rung + key, rpm in memory",
+    "rung-shared": "rung + key, rpm in ledger",
     "litellm": "LiteLLM proxy",
 }
+#: the rpm of the key the rate-limited targets are called with: checked, never reached
+BENCH_RPM = 10_000_000
+JSON = {"content-type": "application/json"}
 
 
 @dataclass
@@ -147,8 +162,23 @@ class Server:
             self.proc.wait()
 
 
-def rung_server(upstream: InstantUpstreamDouble, workdir: Path, profile: Path | None) -> Server:
-    config = {
+@dataclass(frozen=True)
+class Keyed:
+    """A rung serve that asks for a key: its ledger, and where its rate limit is counted."""
+
+    name: str  # the target: rung-local or rung-shared
+    ledger_url: str
+    shared: bool
+
+
+def rung_server(
+    upstream: InstantUpstreamDouble,
+    workdir: Path,
+    profile: Path | None,
+    keyed: Keyed | None = None,
+) -> Server:
+    name = keyed.name if keyed else "rung"
+    config: dict[str, Any] = {
         "models": [
             {
                 "id": "openai:double",
@@ -166,7 +196,11 @@ def rung_server(upstream: InstantUpstreamDouble, workdir: Path, profile: Path | 
         "limits": {"default_rpm": None},
         "ledger": {"url": f"sqlite:///{workdir / 'rung-ledger.db'}"},
     }
-    path = workdir / "rung-serve.yaml"
+    if keyed is not None:
+        config["auth"] = {"required": True}
+        config["limits"] = {"shared_rate_limits": keyed.shared}
+        config["ledger"] = {"url": keyed.ledger_url}
+    path = workdir / f"{name}-serve.yaml"
     path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
     port = free_port()
     python = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
@@ -175,7 +209,7 @@ def rung_server(upstream: InstantUpstreamDouble, workdir: Path, profile: Path | 
     argv += ["--log-level", "warning"]
     env = dict(os.environ, RUNG_CACHE_DIR=str(workdir / "cache"))
     server = Server(
-        "rung serve", argv, env, f"http://127.0.0.1:{port}/healthz", workdir / "rung.log"
+        f"{name} serve", argv, env, f"http://127.0.0.1:{port}/healthz", workdir / f"{name}.log"
     )
     server.port = port  # type: ignore[attr-defined]
     return server
@@ -251,24 +285,72 @@ def running(server: Server, timeout_s: float) -> Iterator[Server]:
 # --- the load -----------------------------------------------------------------------------------
 
 
-def probe(url: str, raw: bytes) -> None:
-    """One request through the target: a 200 with the upstream's answer, or an error."""
-    response = httpx.post(
-        url, content=raw, headers={"content-type": "application/json"}, timeout=30
+def create_bench_key(ledger_url: str) -> str:
+    """A key with ``BENCH_RPM`` in the ledger, as `rung keys create --rpm` makes it."""
+    from rung.serve.auth import create_key
+    from rung.serve.ledger import Ledger
+
+    ledger = Ledger(ledger_url)
+    try:
+        return create_key(ledger, "bench", rpm=BENCH_RPM)[1]
+    finally:
+        ledger.close()
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A PostgreSQL server in a temporary folder, for as long as the benchmark runs (as
+    tests/serve/test_postgres.py starts one): its URL."""
+    found = shutil.which("initdb") or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)), None
     )
+    if found is None:
+        raise RuntimeError("initdb not found: apt-get install -y postgresql")
+    bindir = Path(found).resolve().parent
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="rung-bench-pg-"))
+    data, sockets = root / "data", root / "sock"
+    sockets.mkdir()
+    if as_postgres:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+    initdb = [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+    subprocess.run([*as_postgres, *initdb, "--no-sync"], check=True, capture_output=True)
+    # fsync off (-F), as in the tests: this measures rung's statements, not the disk
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -F"
+    pg_ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data)]
+    subprocess.run(
+        [*pg_ctl, "-o", options, "-l", str(root / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def probe(url: str, raw: bytes, headers: dict[str, str]) -> None:
+    """One request through the target: a 200 with the upstream's answer, or an error."""
+    response = httpx.post(url, content=raw, headers=headers, timeout=30)
     if response.status_code != 200 or "positive" not in response.text:
         raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
 
 
-def wrk_run(url: str, raw: bytes, clients: int, seconds: float, workdir: Path) -> Figure:
-    r = run_wrk(url, raw, clients, seconds, workdir, {"Content-Type": "application/json"})
+def wrk_run(
+    url: str, raw: bytes, clients: int, seconds: float, workdir: Path, headers: dict[str, str]
+) -> Figure:
+    r = run_wrk(url, raw, clients, seconds, workdir, headers)
     return Figure(r.requests_per_s, r.p50_ms, r.requests, 0, r.non_2xx + r.socket_errors)
 
 
-async def httpx_run(url: str, raw: bytes, clients: int, seconds: float) -> Figure:
+async def httpx_run(
+    url: str, raw: bytes, clients: int, seconds: float, headers: dict[str, str]
+) -> Figure:
     """The fallback without wrk: ``clients`` users back to back, bounded in count and time."""
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    headers = {"content-type": "application/json"}
     latencies: list[float] = []
     errors = 0
     issued = 0
@@ -303,12 +385,13 @@ def measure(
     clients: int,
     seconds: float,
     workdir: Path,
+    headers: dict[str, str] = JSON,
 ) -> Figure:
     before = upstream.stats().completions
     if shutil.which("wrk"):
-        figure = wrk_run(url, raw, clients, seconds, workdir)
+        figure = wrk_run(url, raw, clients, seconds, workdir, headers)
     else:
-        figure = asyncio.run(httpx_run(url, raw, clients, seconds))
+        figure = asyncio.run(httpx_run(url, raw, clients, seconds, headers))
     figure.served = upstream.stats().completions - before
     return figure
 
@@ -326,7 +409,7 @@ def profile_rung(
         stack.callback(server.stop, signal.SIGINT)  # uvicorn exits cleanly; cProfile then writes
         server.start(120)
         url = f"http://127.0.0.1:{server.port}/v1/chat/completions"  # type: ignore[attr-defined]
-        probe(url, raw)
+        probe(url, raw, JSON)
         figure = measure(upstream, url, raw, clients, seconds, workdir)
     if not out.exists():
         print(f"\nno profile written: {server.tail()}")
@@ -401,6 +484,21 @@ def main() -> int:
     )
     parser.add_argument("--profile", action="store_true", help="cProfile rung serve at the end")
     parser.add_argument("--profile-clients", type=int, default=64, help="clients when profiled")
+    parser.add_argument(
+        "--rate-limit",
+        action="append",
+        choices=["local", "shared"],
+        default=[],
+        help="also measure rung serve with an API key whose rpm is counted in memory (local) "
+        "or in the ledger (shared); repeat for both",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--ledger-url", help="the keyed servers' ledger (default: a temporary SQLite file)"
+    )
+    where.add_argument(
+        "--postgres", action="store_true", help="their ledger in a throwaway PostgreSQL"
+    )
     args = parser.parse_args()
     raw = request_body()
     tool = "wrk (1 thread)" if shutil.which("wrk") else "httpx closed loop (wrk not installed)"
@@ -411,6 +509,7 @@ def main() -> int:
 
     figures: dict[tuple[str, int], list[Figure]] = collections.defaultdict(list)
     missing: dict[str, str] = {}
+    headers: dict[str, dict[str, str]] = collections.defaultdict(lambda: JSON)
     with (
         InstantUpstreamDouble() as upstream,
         tempfile.TemporaryDirectory() as tmp,
@@ -420,6 +519,19 @@ def main() -> int:
         urls = {"direct": f"{upstream.base_url}/chat/completions"}
         rung = servers.enter_context(running(rung_server(upstream, workdir, None), 120))
         urls["rung"] = f"http://127.0.0.1:{rung.port}/v1/chat/completions"  # type: ignore[attr-defined]
+        if args.rate_limit:
+            ledger_url = args.ledger_url or f"sqlite:///{workdir / 'keyed-ledger.db'}"
+            if args.postgres:
+                ledger_url = servers.enter_context(throwaway_postgres())
+            print(f"keyed servers' ledger: {ledger_url.split('@')[-1]}")
+            key = create_bench_key(ledger_url)
+            for mode in sorted(set(args.rate_limit)):
+                keyed = Keyed(f"rung-{mode}", ledger_url, shared=mode == "shared")
+                server = servers.enter_context(
+                    running(rung_server(upstream, workdir, None, keyed), 120)
+                )
+                urls[keyed.name] = f"http://127.0.0.1:{server.port}/v1/chat/completions"  # type: ignore[attr-defined]
+                headers[keyed.name] = {**JSON, "Authorization": f"Bearer {key}"}
         if args.no_litellm:
             missing["litellm"] = "skipped (--no-litellm)"
         else:
@@ -434,9 +546,9 @@ def main() -> int:
                 print(f"LiteLLM is not measured: {e}")
         for name, url in list(urls.items()):
             try:
-                probe(url, raw)
+                probe(url, raw, headers[name])
                 # Warm-up: connection pools, lazy imports, caches.
-                measure(upstream, url, raw, 8, 1.0, workdir)
+                measure(upstream, url, raw, 8, 1.0, workdir, headers[name])
             except (RuntimeError, httpx.HTTPError, subprocess.SubprocessError) as e:
                 missing[name] = f"its probe failed: {e}"
                 print(f"{name} is not measured: {e}")
@@ -447,7 +559,9 @@ def main() -> int:
                 order = names if repeat % 2 == 0 else names[::-1]
                 for name in order:
                     figures[name, clients].append(
-                        measure(upstream, urls[name], raw, clients, args.seconds, workdir)
+                        measure(
+                            upstream, urls[name], raw, clients, args.seconds, workdir, headers[name]
+                        )
                     )
         servers.close()
         if args.profile and "rung" in names:
@@ -461,6 +575,8 @@ def main() -> int:
         f"{'req/s @1':>9} {'upstream':>9}"
     )
     for name in TARGETS:
+        if name.startswith("rung-") and name.removeprefix("rung-") not in args.rate_limit:
+            continue  # not asked for
         if (name, 1) not in figures or (name, 64) not in figures:
             print(f"{LABELS[name]:28} not measured: {missing.get(name, '?')}")
             continue

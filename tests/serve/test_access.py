@@ -66,6 +66,10 @@ def test_over_the_rate_limit_is_429(served: AppHarness, ledger: Ledger) -> None:
     assert error["type"] == "rate_limit_error"
     assert "2 requests per minute" in error["message"]
     assert int(r.headers["Retry-After"]) >= 1
+    # an SQLite ledger (auto): counted in this process's memory, nothing written per request
+    assert served.state.gate is not None and served.state.gate.shared_rate is None
+    with ledger.engine.connect() as conn:
+        assert conn.execute(ledger.rate.select()).first() is None
 
 
 def test_over_budget_is_429_insufficient_quota(served: AppHarness, ledger: Ledger) -> None:

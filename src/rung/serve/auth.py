@@ -6,11 +6,20 @@ right here: the secret is 32 random bytes, not a password, so there is nothing t
 slow one (scrypt) would add its cost to every request.
 
 The ``Gate`` admits a request (key valid, under its rate limit, under its budget) and logs its
-usage. Rate limits are token buckets per key, in this process's memory: with N replicas a key
-gets up to N times its rate. Budgets are the spend in the ledger, which replicas share: each
-replica adds its own spend that is not written yet, and re-reads the ledger every few seconds
-(``REFRESH_S``), so a key can overshoot its budget by what other replicas served meanwhile.
-Revoking a key takes effect within ``REFRESH_S`` too.
+usage. Rate limits are requests per minute per key, counted one of two ways
+(``limits.shared_rate_limits``):
+
+- in the ledger (``SharedRate``; the default with PostgreSQL): every replica sharing the ledger
+  takes from the same bucket, so a key gets its rate across all of them;
+- in this process's memory (``TokenBucket``; the default with SQLite): no database call per
+  request, but with N replicas a key gets up to N times its rate.
+
+Both are the same token bucket: a burst of up to rpm requests, then one every 60/rpm seconds.
+
+Budgets are the spend in the ledger, which replicas share: each replica adds its own spend that
+is not written yet, and re-reads the ledger every few seconds (``REFRESH_S``), so a key can
+overshoot its budget by what other replicas served meanwhile. Revoking a key takes effect within
+``REFRESH_S`` too.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from rung.errors import SpecError
+from rung.errors import ConfigurationError, SpecError
 from rung.serve.config import AuthSpec, LimitsSpec
 from rung.serve.errors import ApiError
 from rung.serve.ledger import KeyRecord, Ledger, UsageRow
@@ -37,10 +46,12 @@ __all__ = [
     "KEY_PREFIX",
     "Gate",
     "Principal",
+    "SharedRate",
     "TokenBucket",
     "create_key",
     "hash_secret",
     "parse_key",
+    "uses_shared_rate_limits",
 ]
 
 log = logging.getLogger("rung.serve")
@@ -52,6 +63,14 @@ REFRESH_S = 5.0
 FLUSH_S = 0.25
 FLUSH_ROWS = 256
 MAX_CACHED_KEYS = 10_000
+MINUTE_US = 60_000_000
+#: how often a replica deletes the rows of full buckets from the shared rate table
+PRUNE_S = 600.0
+#: a full bucket's row is deleted this long after it filled up, so that a replica whose clock
+#: runs ahead never deletes a row that another one still draws from
+PRUNE_AFTER_US = 60_000_000
+#: a ledger that cannot count requests is reported at most this often
+FAILURE_LOG_S = 30.0
 HOW_TO_CREATE = "create one with `rung keys create --name NAME`"
 
 
@@ -115,6 +134,149 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
+def uses_shared_rate_limits(limits: LimitsSpec, ledger: Ledger) -> bool:
+    """Whether rate limits are counted in the ledger (``limits.shared_rate_limits``): ``auto``
+    means when it is PostgreSQL, which replicas share; an SQLite ledger is most often one
+    process's, which counts faster in its own memory."""
+    wanted = limits.shared_rate_limits
+    if wanted == "auto":
+        return ledger.engine.dialect.name == "postgresql"
+    if wanted:
+        problem = ledger.shared_counts_problem()
+        if problem is not None:
+            raise ConfigurationError(
+                f"limits.shared_rate_limits is true, but {problem}; use a PostgreSQL ledger "
+                "(ledger.url: postgresql://user:pass@host/db), or set shared_rate_limits to "
+                "false (each replica then limits keys on its own)"
+            )
+    return bool(wanted)
+
+
+@dataclass
+class _Ask:
+    rpm: int
+    answer: asyncio.Future[float | None]
+
+
+class SharedRate:
+    """Requests per minute per key, counted in the ledger, so that the replicas sharing it
+    share each key's limit.
+
+    The token bucket of ``TokenBucket`` (a burst of up to rpm, then one request every 60/rpm
+    seconds), kept as GCRA keeps it: one time per key, when its bucket is full again, in the
+    ledger's ``rung_rate`` table. Times are read from each replica's wall clock (keep them in
+    sync, as NTP does: a replica whose clock is off by d seconds sees about d * rpm / 60
+    requests more or fewer in the bucket).
+
+    Each decision is one upsert per key (``Ledger.take_requests``), atomic across replicas.
+    Requests that arrive while a statement is in flight wait for the next one and share it:
+    under load one statement admits many. A key found empty is refused in memory until its
+    bucket may hold a request again (others can only take more from it, so that refusal is
+    never wrong); the ledger then decides again. When the ledger cannot be reached the caller
+    limits on its own (``wait`` gives None) and the failure is logged."""
+
+    def __init__(self, ledger: Ledger, wall: Callable[[], float] = time.time) -> None:
+        self.ledger = ledger
+        self.wall = wall
+        self._asks: dict[str, list[_Ask]] = {}
+        self._drainer: asyncio.Task[None] | None = None
+        self._empty_until: dict[str, float] = {}
+        self._pruned_at = -math.inf  # read and written on the ledger's rate thread only
+        self._failure_logged_at = -math.inf
+
+    async def wait(self, key_id: str, rpm: int) -> float | None:
+        """0 when a request of this key may go now (and counts it), else seconds until one
+        may; None when the ledger did not answer."""
+        until = self._empty_until.get(key_id)
+        if until is not None:
+            left = until - self.wall()
+            if left > 0:
+                return left
+            del self._empty_until[key_id]
+        answer: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
+        self._asks.setdefault(key_id, []).append(_Ask(rpm, answer))
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
+        return await answer
+
+    async def close(self) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+
+    async def _drain(self) -> None:
+        asks: dict[str, list[_Ask]] = {}
+        try:
+            while self._asks:
+                asks, self._asks = self._asks, {}
+                wanted = {key_id: (len(batch), batch[-1].rpm) for key_id, batch in asks.items()}
+                try:
+                    now, counted = await self.ledger.run_rate(self._take, wanted)
+                except Exception as e:
+                    self._failed(e)
+                    for batch in asks.values():
+                        for ask in batch:
+                            _answer(ask.answer, None)
+                    continue
+                if len(self._empty_until) >= MAX_CACHED_KEYS:
+                    self._empty_until.clear()
+                for key_id, batch in asks.items():
+                    admitted, wait = counted[key_id]
+                    if wait > 0:
+                        self._empty_until[key_id] = now + wait
+                    for i, ask in enumerate(batch):
+                        # a refused request always waits a little, whatever the rounding
+                        _answer(ask.answer, 0.0 if i < admitted else max(wait, 1e-3))
+        finally:
+            self._drainer = None
+            for batch in (*asks.values(), *self._asks.values()):
+                for ask in batch:
+                    ask.answer.cancel()  # no-op on those answered
+            self._asks = {}
+
+    def _take(
+        self, wanted: dict[str, tuple[int, int]]
+    ) -> tuple[float, dict[str, tuple[int, float]]]:
+        """On the rate thread: for each key, of the (requests, rpm) wanted, (requests admitted,
+        seconds until its bucket holds one again); and the time of the decision."""
+        now = self.wall()
+        now_us = round(now * 1e6)
+        asks = []
+        for key_id, (n, rpm) in wanted.items():
+            interval = max(1, MINUTE_US // rpm)
+            asks.append((key_id, n, interval, interval * rpm))
+        taken = self.ledger.take_requests(now_us, asks)
+        counted: dict[str, tuple[int, float]] = {}
+        for key_id, _, interval, burst in asks:
+            full_at, admitted = taken[key_id]
+            # a request fits again once the bucket is one interval short of full
+            counted[key_id] = (admitted, max(0, full_at + interval - burst - now_us) / 1e6)
+        if now - self._pruned_at > PRUNE_S:
+            self._pruned_at = now
+            try:
+                self.ledger.prune_request_counts(now_us - PRUNE_AFTER_US)
+            except Exception as e:
+                # the requests are counted: a table that keeps full buckets longer harms nothing
+                log.warning("cannot prune the ledger's rate table (will retry): %s", e)
+        return now, counted
+
+    def _failed(self, e: Exception) -> None:
+        now = time.monotonic()
+        if now - self._failure_logged_at >= FAILURE_LOG_S:
+            self._failure_logged_at = now
+            log.error(
+                "cannot count requests in the ledger; each key is rate-limited by this "
+                "process alone until it answers: %s",
+                e,
+            )
+
+
+def _answer(answer: asyncio.Future[float | None], value: float | None) -> None:
+    if not answer.done():  # a request cancelled meanwhile (its client left) needs no answer
+        answer.set_result(value)
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who a request is from: a key, or nobody when keys are not required."""
@@ -147,12 +309,19 @@ class Gate:
     auth: AuthSpec
     limits: LimitsSpec
     clock: Callable[[], float] = time.monotonic
+    #: the wall clock, which shared rate limits are timed by (replicas share its time)
+    wall: Callable[[], float] = time.time
+    shared_rate: SharedRate | None = field(init=False, default=None)
     _keys: dict[str, _CachedKey] = field(default_factory=dict)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _spend: dict[str, _Spend] = field(default_factory=lambda: defaultdict(_Spend))
     _rows: list[UsageRow] = field(default_factory=list)
     _flusher: asyncio.Task[None] | None = None
     _wake: asyncio.Event | None = None
+
+    def __post_init__(self) -> None:
+        if uses_shared_rate_limits(self.limits, self.ledger):
+            self.shared_rate = SharedRate(self.ledger, self.wall)
 
     # -- admission ------------------------------------------------------------------------------
 
@@ -179,7 +348,7 @@ class Gate:
                 else self.limits.default_budget_usd
             ),
         )
-        self._check_rate(principal)
+        await self._check_rate(principal)
         await self._check_budget(principal)
         return principal
 
@@ -212,14 +381,19 @@ class Gate:
             )
         return record
 
-    def _check_rate(self, principal: Principal) -> None:
-        if principal.rpm is None or principal.key_id is None:
+    async def _check_rate(self, principal: Principal) -> None:
+        key_id, rpm = principal.key_id, principal.rpm
+        if rpm is None or key_id is None:
             return
-        now = self.clock()
-        bucket = self._buckets.get(principal.key_id)
-        if bucket is None or bucket.capacity != principal.rpm:
-            bucket = self._buckets[principal.key_id] = TokenBucket(principal.rpm, now)
-        wait = bucket.take(now)
+        wait = None
+        if self.shared_rate is not None:
+            wait = await self.shared_rate.wait(key_id, rpm)
+        if wait is None:
+            now = self.clock()
+            bucket = self._buckets.get(key_id)
+            if bucket is None or bucket.capacity != rpm:
+                bucket = self._buckets[key_id] = TokenBucket(rpm, now)
+            wait = bucket.take(now)
         if wait > 0:
             raise ApiError(
                 429,
@@ -285,6 +459,8 @@ class Gate:
         self._flusher = asyncio.create_task(self._flush_loop())
 
     async def stop(self) -> None:
+        if self.shared_rate is not None:
+            await self.shared_rate.close()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

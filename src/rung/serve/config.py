@@ -8,7 +8,7 @@ file's folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -173,6 +173,17 @@ class LimitsSpec(BaseModel):
     )
     default_budget_usd: float | None = Field(
         default=None, ge=0, description="Spend in USD for keys without their own budget."
+    )
+    shared_rate_limits: Literal["auto"] | bool = Field(
+        default="auto",
+        description="Count each key's requests per minute in the ledger database, so that "
+        "replicas sharing it share the key's limit (the same token bucket as in one process: "
+        "a burst of up to rpm, then one request every 60/rpm s), at the cost of one database "
+        "statement per admitted request, batched under load. auto: shared when the ledger is "
+        "PostgreSQL; in this process's memory (no database call) when it is SQLite. true: "
+        "shared with an SQLite ledger too (several server processes sharing one ledger file; "
+        "SQLite 3.35 or later). false: in each process's memory, so N replicas admit up to N "
+        "times a key's rpm.",
     )
 
 
