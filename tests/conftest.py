@@ -46,3 +46,30 @@ def isolated_cache(
     monkeypatch.delenv("RUNG_OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     yield cache
+
+
+@pytest.fixture(scope="session")
+def tuned_classifier(fpb_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real fine-tune of the bundled MiniLM on 240 phrasebank sentences (one epoch,
+    short sequences): a classifier folder as `rung tune` writes it, for the commands and
+    backends that take one (ONNX export, the onnx and encoder rungs)."""
+    import random
+
+    from rung.tasks.data import read_examples
+    from rung.tune import TuneOptions, tune_classifier
+
+    examples = read_examples(fpb_path)
+    random.Random(7).shuffle(examples)
+    train, test = examples[:240], examples[240:300]
+    out = tmp_path_factory.mktemp("tuned") / "fpb-minilm"
+    tune_classifier(
+        "encoder:minilm-l6",
+        [ex.text for ex in train],
+        [ex.label for ex in train],
+        ["negative", "neutral", "positive"],
+        out,
+        TuneOptions(epochs=1, max_seq_length=48, batch_size=16, patience=0),
+        test_texts=[ex.text for ex in test],
+        test_labels=[ex.label for ex in test],
+    )
+    return out

@@ -257,3 +257,90 @@ def test_an_uncached_hub_id_offline_says_so(
 def test_an_uncached_hub_id_without_network_fails_fast(no_network: None) -> None:
     with pytest.raises(ModelLoadError, match="the hub cannot be reached"):
         encoder("rung-tests/no-such-encoder").load()
+
+
+# -- tuned folders and embeddings -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def classifier_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain Hugging Face sequence classifier (no rung.json): MiniLM with a fresh head."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("hf-classifier")
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(minilm_l6_dir()),
+        num_labels=3,
+        id2label=dict(enumerate(LABELS)),
+        label2id={lab: i for i, lab in enumerate(LABELS)},
+    )
+    model.save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(minilm_l6_dir())).save_pretrained(str(folder))
+    return folder
+
+
+def test_a_frozen_encoder_trains_and_a_classifier_folder_does_not(
+    classifier_folder: Path,
+) -> None:
+    assert encoder().needs_training is True
+    assert encoder(str(classifier_folder)).needs_training is False
+    assert encoder("minilm-l7").needs_training is True  # check() reports the bad name
+
+
+def test_a_classifier_folder_answers_with_its_own_head(
+    classifier_folder: Path, split: tuple[list[Example], list[Example]]
+) -> None:
+    model = encoder(str(classifier_folder), max_seq_length=32)
+    model.check()
+    model.fit([], [], list(reversed(LABELS)))
+    predictions = run_sync(model.classify(requests_for(split[1][:6])))
+    for p in predictions:
+        assert tuple(p.scores) == LABELS and p.label in LABELS
+        assert math.isclose(sum(p.scores.values()), 1.0, abs_tol=1e-12)
+        assert 0 < p.tokens_in <= 32
+    info = model.info()
+    assert info.extra["tuned"] == {"method": "full", "base": None, "labels": list(LABELS)}
+    assert info.extra["head"] == "classifier" and info.context_length == 32
+    with pytest.raises(DataError, match=r"fine-tuned on the labels negative, neutral, positive"):
+        model.fit([], [], ["yes", "no"])
+    with pytest.raises(DataError, match=r"task has the labels yes, no"):
+        run_sync(model.classify(requests_for(split[1][:1], ("yes", "no"))))
+
+
+def test_a_broken_model_card_is_a_load_error(classifier_folder: Path, tmp_path: Path) -> None:
+    for item in classifier_folder.iterdir():
+        (tmp_path / item.name).symlink_to(item)
+    (tmp_path / "rung.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=r"not a valid rung model card: unreadable JSON"):
+        encoder(str(tmp_path)).check()
+    (tmp_path / "rung.json").write_text('{"method": "setfit", "labels": ["a", "b"]}', "utf-8")
+    with pytest.raises(ModelLoadError, match=r"has no head\.safetensors"):
+        encoder(str(tmp_path)).check()
+
+
+def test_embed_returns_the_sentence_embeddings(
+    trained: EncoderModel, split: tuple[list[Example], list[Example]]
+) -> None:
+    texts = [ex.text for ex in split[1][:5]]
+    embeddings = run_sync(trained.embed(texts))
+    assert trained.can_embed
+    assert embeddings.vectors.shape == (5, 384) and str(embeddings.vectors.dtype) == "float32"
+    norms = (embeddings.vectors.astype("float64") ** 2).sum(axis=1) ** 0.5
+    assert all(math.isclose(n, 1.0, abs_tol=1e-5) for n in norms)
+    predictions = run_sync(trained.classify(requests_for(split[1][:5])))
+    assert embeddings.tokens == [p.tokens_in for p in predictions]
+    vectors, tokens = trained._embed_counting(texts)  # the interim serve/ still calls
+    assert tokens == embeddings.tokens
+    assert abs(vectors - embeddings.vectors).max() < 1e-6
+    assert run_sync(trained.embed([])).tokens == []
+
+
+def test_a_classifier_folder_embeds_by_mean_pooling(classifier_folder: Path) -> None:
+    model = encoder(str(classifier_folder))
+    embeddings = run_sync(model.embed(["Profit rose.", "Sales fell sharply in the quarter."]))
+    assert embeddings.vectors.shape == (2, 384)
+    assert embeddings.tokens[0] < embeddings.tokens[1]
+    norms = (embeddings.vectors.astype("float64") ** 2).sum(axis=1) ** 0.5
+    assert all(math.isclose(n, 1.0, abs_tol=1e-5) for n in norms)

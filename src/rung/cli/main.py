@@ -11,7 +11,12 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from rung.cli import catalog_cmds, route_cmds, serve_cmds
+from rung.cli import (
+    catalog_cmds,
+    route_cmds,
+    serve_cmds,
+    tune_cmds,
+)
 from rung.cli.common import console, user_errors
 from rung.cli.display import RichProgress, summary_table
 from rung.compare.spec import CompareSpec
@@ -115,6 +120,7 @@ def schema() -> None:
 catalog_cmds.register(app)
 route_cmds.register(app)
 serve_cmds.register(app)
+tune_cmds.register(app)
 
 if __name__ == "__main__":
     app()
