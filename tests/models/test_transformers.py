@@ -279,3 +279,78 @@ def test_label_distribution_is_a_softmax() -> None:
     assert sum(scores.values()) == pytest.approx(1.0)
     assert scores["a"] / scores["b"] == pytest.approx(math.e)
     assert scores["c"] == pytest.approx(0.0)
+
+
+# --- LoRA adapter folders (no model load) -----------------------------------------------------
+
+
+def _adapter_folder(folder: Path, base: str, card_base: str | None = None) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(
+        f'{{"peft_type": "LORA", "r": 8, "lora_alpha": 16, "base_model_name_or_path": "{base}"}}',
+        encoding="utf-8",
+    )
+    (folder / "adapter_model.safetensors").write_bytes(b"0" * 100)
+    if card_base is not None:
+        (folder / "rung.json").write_text(f'{{"base": "{card_base}"}}', encoding="utf-8")
+    return folder
+
+
+def test_adapter_folder_names_its_base(tmp_path: Path) -> None:
+    gguf = smollm2_135m_gguf()
+    bare = _adapter_folder(tmp_path / "peft", str(gguf))
+    src = resolve_source(str(bare))
+    assert src.kind == "adapter" and src.merged is None
+    assert src.base is not None and src.base.kind == "gguf" and src.base.path == gguf
+    # rung.json's model id wins over adapter_config.json's path: the alias resolves anywhere.
+    carded = _adapter_folder(tmp_path / "rung", "/elsewhere/model.gguf", ALIAS)
+    model = make(f"transformers:{carded}")
+    model.check()
+    info = model.info()
+    assert info.path == str(carded)
+    assert info.extra == {
+        "source": "adapter",
+        "adapter": str(carded),
+        "base": "smollm2-135m-instruct",
+        "method": "lora",
+    }
+    assert info.file_size_bytes == gguf.stat().st_size + 100
+    before = model.fingerprint()
+    assert before != make(ALIAS).fingerprint()
+    (carded / "adapter_model.safetensors").write_bytes(b"1" * 101)
+    assert make(f"transformers:{carded}").fingerprint() != before
+
+
+def test_adapter_whose_base_is_gone(tmp_path: Path) -> None:
+    folder = _adapter_folder(tmp_path / "lora", str(tmp_path / "gone.gguf"))
+    with pytest.raises(ModelLoadError, match=r"trained on .*gone\.gguf.*cannot be loaded here"):
+        make(f"transformers:{folder}").check()
+    card = _adapter_folder(tmp_path / "carded", "x", "transformers:no-such-alias")
+    with pytest.raises(ModelLoadError, match="'no-such-alias', which cannot be found here"):
+        make(f"transformers:{card}").check()
+    # merged weights stand alone: the base is not needed then
+    for adapter in (folder, card):
+        (adapter / "merged").mkdir()
+        (adapter / "merged" / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+        assert resolve_source(str(adapter)).merged == adapter / "merged"
+        make(f"transformers:{adapter}").check()
+    assert resolve_source(str(card)).base is None
+
+
+def test_stacked_or_damaged_adapters(tmp_path: Path) -> None:
+    first = _adapter_folder(tmp_path / "first", str(smollm2_135m_gguf()))
+    second = _adapter_folder(tmp_path / "second", str(first))
+    with pytest.raises(ModelLoadError, match="stacked adapters are not supported"):
+        resolve_source(str(second))
+    broken = _adapter_folder(tmp_path / "broken", str(smollm2_135m_gguf()))
+    (broken / "rung.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="damaged"):
+        resolve_source(str(broken))
+
+
+def test_folder_of_an_encoder_is_not_a_causal_lm(tmp_path: Path) -> None:
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architectures": ["BertForSequenceClassification"]}')
+    with pytest.raises(ModelLoadError, match=r"not a causal language model.*encoder:"):
+        make(f"transformers:{folder}").check()

@@ -16,6 +16,7 @@ from rung.cli import (
     route_cmds,
     serve_cmds,
     tune_cmds,
+    tune_lm_cmds,
 )
 from rung.cli.common import console, user_errors
 from rung.cli.display import RichProgress, summary_table
@@ -120,6 +121,7 @@ def schema() -> None:
 catalog_cmds.register(app)
 route_cmds.register(app)
 serve_cmds.register(app)
+tune_lm_cmds.register(app)
 tune_cmds.register(app)
 
 if __name__ == "__main__":

