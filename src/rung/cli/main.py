@@ -13,6 +13,7 @@ import typer
 
 from rung.cli import (
     catalog_cmds,
+    distill_cmds,
     export_cmds,
     route_cmds,
     serve_cmds,
@@ -124,6 +125,7 @@ route_cmds.register(app)
 serve_cmds.register(app)
 tune_lm_cmds.register(app)
 tune_cmds.register(app)
+distill_cmds.register(app)
 export_cmds.register(app)
 
 if __name__ == "__main__":
