@@ -1,4 +1,4 @@
-"""``rung tune-lm`` and ``rung export-gguf`` through Typer's runner: bad input ends in one line,
+"""``rung tune-lm`` and ``rung export gguf`` through Typer's runner: bad input ends in one line,
 exit status 2 and no folder; a short real run writes a folder and a GGUF that are rungs."""
 
 from __future__ import annotations
@@ -7,15 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from rung.cli.tune_lm_cmds import register
+from rung.cli.main import app
 from rung.models.bundled import minilm_l6_dir
 
 runner = CliRunner()
-app = typer.Typer()
-register(app)
 
 
 @pytest.fixture
@@ -76,10 +73,10 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path: Path, dialogsum: Path) ->
 
 
 def test_export_gguf_bad_inputs(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["export-gguf", str(tmp_path)])
+    result = runner.invoke(app, ["export", "gguf", str(tmp_path)])
     assert result.exit_code == 2
     assert "adapter_config.json" in result.stderr
-    result = runner.invoke(app, ["export-gguf", str(tmp_path), "--type", "q4"])
+    result = runner.invoke(app, ["export", "gguf", str(tmp_path), "--type", "q4"])
     assert result.exit_code == 2
     assert "--type" in result.stderr
 
@@ -128,10 +125,10 @@ def test_short_run_writes_a_folder_and_a_gguf(tmp_path: Path, dialogsum: Path) -
     assert (out / "merged" / "model.safetensors").is_file()
     _merged_matches_the_gguf(out, "Summarize the dialogue.")
 
-    again = runner.invoke(app, ["export-gguf", str(out)])
+    again = runner.invoke(app, ["export", "gguf", str(out)])
     assert again.exit_code == 2 and "--force" in again.stderr
     copy = tmp_path / "copy.gguf"
-    exported = runner.invoke(app, ["export-gguf", str(out), "--out", str(copy)])
+    exported = runner.invoke(app, ["export", "gguf", str(out), "--out", str(copy)])
     assert exported.exit_code == 0, exported.output
     assert copy.read_bytes() == (out / "model-f16.gguf").read_bytes()  # the export is exact
     assert f"llamacpp:{copy}" in exported.stdout

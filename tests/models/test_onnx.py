@@ -72,6 +72,9 @@ def test_onnx_rung_agrees_with_the_pytorch_rung(
     assert info.file_size_bytes == (exported / "model_int8.onnx").stat().st_size
     assert fp32.info().quantization == "fp32"
     assert onnx.fingerprint() != fp32.fingerprint()
+    # the folder named as an encoder rung says which backend runs it
+    with pytest.raises(ModelLoadError, match=f"onnx:{exported}"):
+        registry.create(f"encoder:{exported}", {}).load()
     assert (
         onnx.fingerprint()
         == registry.create(f"onnx:{exported}", {"threads": 1, "batch_size": 8}).fingerprint()

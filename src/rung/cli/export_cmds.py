@@ -1,4 +1,5 @@
-"""``rung export``: a tuned model in a form that runs elsewhere (ONNX for the edge)."""
+"""``rung export``: a tuned model in a form that runs elsewhere: ONNX for the edge, GGUF for
+llama.cpp."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 import typer
 
 from rung.cli.common import console, user_errors
+from rung.cli.tune_lm_cmds import export_gguf_cmd
 
 __all__ = ["register"]
 
@@ -63,8 +65,9 @@ def onnx_cmd(
 def register(app: typer.Typer) -> None:
     export_app = typer.Typer(
         name="export",
-        help="Export a tuned model to run elsewhere (ONNX for the edge).",
+        help="Export a tuned model to run elsewhere (ONNX for the edge, GGUF for llama.cpp).",
         no_args_is_help=True,
     )
     export_app.command("onnx")(user_errors(onnx_cmd))
+    export_app.command("gguf")(user_errors(export_gguf_cmd))
     app.add_typer(export_app, name="export")

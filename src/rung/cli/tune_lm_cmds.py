@@ -1,6 +1,6 @@
 """``rung tune-lm``: LoRA fine-tuning of a small causal LM on prompt/completion pairs, into a
 folder that is a rung (``transformers:<folder>``) and, with ``--gguf``, a GGUF file for llama.cpp
-(``llamacpp:<file>``); ``rung export-gguf`` exports a folder trained without ``--gguf``."""
+(``llamacpp:<file>``); ``rung export gguf`` exports a folder trained without ``--gguf``."""
 
 from __future__ import annotations
 
@@ -301,7 +301,7 @@ def tune_lm_cmd(
         console.print(f"  llamacpp:{result.gguf}", highlight=False, soft_wrap=True)
     elif card.get("base_source", {}).get("kind") == "gguf":
         console.print(
-            f"  (for llama.cpp: rung export-gguf {result.out}, then llamacpp:<file>)",
+            f"  (for llama.cpp: rung export gguf {result.out}, then llamacpp:<file>)",
             highlight=False,
             soft_wrap=True,
         )
@@ -342,4 +342,3 @@ def export_gguf_cmd(
 
 def register(app: typer.Typer) -> None:
     app.command("tune-lm")(user_errors(tune_lm_cmd))
-    app.command("export-gguf")(user_errors(export_gguf_cmd))

@@ -168,6 +168,11 @@ def read_tuned(folder: Path) -> TunedFolder | None:
             raise _bad_card(card_path, "not a JSON object")
         method = card.get("method")
         labels = card.get("labels")
+        if method == "onnx":
+            raise ModelLoadError(
+                f"{folder} holds an ONNX export (rung export onnx), which the encoder backend "
+                f"does not run; use it as onnx:{folder}"
+            )
         if method not in ("full", "setfit"):
             raise _bad_card(card_path, f"method {method!r} is neither 'full' nor 'setfit'")
         if (
