@@ -106,6 +106,7 @@ def run(dataset: str, args: argparse.Namespace, work: Path) -> tuple[list[list[s
             "max_seq_length": args.max_seq_length,
             "threads": args.threads,
             "patience": args.patience,
+            "pooling": args.pooling,
         }.items()
         if value is not None
     }
@@ -194,6 +195,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--max-seq-length", type=int)
     parser.add_argument("--patience", type=int)
+    parser.add_argument("--pooling", choices=["mean", "cls"])
     parser.add_argument("--threads", type=int, help="Torch CPU threads (default: torch's).")
     parser.add_argument("--work", type=Path, help="Folder for the models and runs (default: temp).")
     args = parser.parse_args()

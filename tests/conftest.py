@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -48,11 +49,7 @@ def isolated_cache(
     yield cache
 
 
-@pytest.fixture(scope="session")
-def tuned_classifier(fpb_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small real fine-tune of the bundled MiniLM on 240 phrasebank sentences (one epoch,
-    short sequences): a classifier folder as `rung tune` writes it, for the commands and
-    backends that take one (ONNX export, the onnx and encoder rungs)."""
+def _tune_small(fpb_path: Path, out: Path, pooling: Literal["mean", "cls"]) -> Path:
     import random
 
     from rung.tasks.data import read_examples
@@ -61,15 +58,29 @@ def tuned_classifier(fpb_path: Path, tmp_path_factory: pytest.TempPathFactory) -
     examples = read_examples(fpb_path)
     random.Random(7).shuffle(examples)
     train, test = examples[:240], examples[240:300]
-    out = tmp_path_factory.mktemp("tuned") / "fpb-minilm"
     tune_classifier(
         "encoder:minilm-l6",
         [ex.text for ex in train],
         [ex.label for ex in train],
         ["negative", "neutral", "positive"],
         out,
-        TuneOptions(epochs=1, max_seq_length=48, batch_size=16, patience=0),
+        TuneOptions(epochs=1, max_seq_length=48, batch_size=16, patience=0, pooling=pooling),
         test_texts=[ex.text for ex in test],
         test_labels=[ex.label for ex in test],
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tuned_classifier(fpb_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real fine-tune of the bundled MiniLM on 240 phrasebank sentences (one epoch,
+    short sequences), with rung tune's defaults otherwise (mean pooling and a linear head): a
+    classifier folder as `rung tune` writes it, for the commands and backends that take one
+    (ONNX export, the onnx and encoder rungs)."""
+    return _tune_small(fpb_path, tmp_path_factory.mktemp("tuned") / "fpb-minilm", "mean")
+
+
+@pytest.fixture(scope="session")
+def tuned_sequence_classifier(fpb_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same fine-tune with ``pooling: cls``: a transformers sequence-classifier folder."""
+    return _tune_small(fpb_path, tmp_path_factory.mktemp("tuned-cls") / "fpb-minilm-cls", "cls")

@@ -302,7 +302,7 @@ def test_a_classifier_folder_answers_with_its_own_head(
         assert 0 < p.tokens_in <= 32
     info = model.info()
     assert info.extra["tuned"] == {"method": "full", "base": None, "labels": list(LABELS)}
-    assert info.extra["head"] == "classifier" and info.context_length == 32
+    assert info.extra["head"] == "sequence classifier" and info.context_length == 32
     with pytest.raises(DataError, match=r"fine-tuned on the labels negative, neutral, positive"):
         model.fit([], [], ["yes", "no"])
     with pytest.raises(DataError, match=r"task has the labels yes, no"):

@@ -125,19 +125,66 @@ def test_training_lowers_the_loss_and_beats_the_untrained_head(
     assert result.test["macro_f1"] > 0.5
 
 
-def test_the_folder_is_a_standard_hugging_face_classifier(run: tuple[TuneResult, Recorder]) -> None:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def test_the_folder_is_a_sentence_transformer_and_a_linear_head(
+    run: tuple[TuneResult, Recorder],
+) -> None:
+    """The default (mean pooling): sentence-transformers alone, with the head's two arrays,
+    labels the texts as the encoder rung does."""
+    import numpy as np
+    from safetensors.numpy import load_file
+    from sentence_transformers import SentenceTransformer
 
     result, _ = run
     folder = result.out
     names = {p.name for p in folder.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "rung.json", "README.md"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "modules.json",
+        "head.safetensors",
+        "rung.json",
+        "README.md",
+    } <= names
     assert not any(n.startswith(".") or "checkpoint" in n for n in names), names
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+    st = SentenceTransformer(str(folder), device="cpu")
+    assert st.max_seq_length == 64
+    head = load_file(str(folder / "head.safetensors"))
+    assert head["coef"].shape == (3, 384) and head["intercept"].shape == (3,)
+    texts = ["Profit rose 40 percent.", "The company cut 300 jobs.", "The meeting is on Monday."]
+    logits = st.encode(texts) @ head["coef"].T + head["intercept"]
+    by_rung = run_sync(
+        registry.create(f"encoder:{folder}").classify(
+            [ClassifyRequest(text=t, labels=LABELS, messages=()) for t in texts]
+        )
+    )
+    assert [LABELS[k] for k in np.argmax(logits, axis=1)] == [p.label for p in by_rung]
+
+
+def test_pooling_cls_writes_a_standard_hugging_face_classifier(
+    tuned_sequence_classifier: Path,
+) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tuned_sequence_classifier
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "rung.json", "README.md"} <= names
+    assert "head.safetensors" not in names and "modules.json" not in names
     model = AutoModelForSequenceClassification.from_pretrained(str(folder))
     assert model.config.architectures == ["BertForSequenceClassification"]
     assert [model.config.id2label[i] for i in range(3)] == list(LABELS)
-    assert AutoTokenizer.from_pretrained(str(folder)).model_max_length == 64
+    assert AutoTokenizer.from_pretrained(str(folder)).model_max_length == 48
+    card = json.loads((folder / "rung.json").read_text(encoding="utf-8"))
+    assert (card["head"], card["pooling"]) == ("sequence", "cls")
+    assert "head_lr_multiplier" not in card["hyperparameters"]
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    assert "library_name: transformers" in readme and "pipeline(" in readme
+    model_rung = registry.create(f"encoder:{folder}")
+    [p] = run_sync(
+        model_rung.classify([ClassifyRequest(text="Sales fell.", labels=LABELS, messages=())])
+    )
+    assert p.label in LABELS and model_rung.info().extra["head"] == "sequence classifier"
 
 
 def test_rung_json_is_the_model_card(run: tuple[TuneResult, Recorder]) -> None:
@@ -149,6 +196,8 @@ def test_rung_json_is_the_model_card(run: tuple[TuneResult, Recorder]) -> None:
     assert card["labels"] == list(LABELS)
     assert card["max_seq_length"] == 64 and card["seed"] == 0
     assert card["hyperparameters"]["learning_rate"] == 1e-4
+    assert card["hyperparameters"]["pooling"] == "mean"
+    assert (card["head"], card["pooling"], card["normalize"]) == ("linear", "mean", False)
     assert card["data"] == {"path": "fpb.csv", "n_train": 270, "n_validation": 30, "n_test": 100}
     assert set(card["test"]) >= {"accuracy", "accuracy_ci", "macro_f1"}
     low, high = card["test"]["accuracy_ci"]
@@ -157,7 +206,7 @@ def test_rung_json_is_the_model_card(run: tuple[TuneResult, Recorder]) -> None:
     assert [h["epoch"] for h in card["history"]] == [1.0, 2.0]
     readme = (result.out / "README.md").read_text(encoding="utf-8")
     assert readme.startswith('---\nbase_model: "sentence-transformers/all-MiniLM-L6-v2"')
-    assert "library_name: transformers" in readme
+    assert "library_name: sentence-transformers" in readme and "pipeline(" not in readme
     assert f"{card['test']['accuracy']:.3f}" in readme
     assert "# fpb-full" in readme and "encoder:./fpb-full" in readme
 

@@ -1,5 +1,6 @@
-"""export_onnx on real fine-tuned MiniLM classifiers: an exact fp32 graph, a faithful int8
-graph, a setfit folder in one graph, and a folder that appears only complete."""
+"""export_onnx on real fine-tuned MiniLM classifiers (both heads rung tune writes: the default
+linear head over mean pooling, and a transformers sequence classifier): an exact fp32 graph, a
+faithful int8 graph, a setfit folder in one graph, and a folder that appears only complete."""
 
 from __future__ import annotations
 
@@ -18,10 +19,16 @@ from rung.tune.onnx import export_onnx
 LABELS = ["negative", "neutral", "positive"]
 
 
+@pytest.fixture(scope="module", params=["tuned_classifier", "tuned_sequence_classifier"])
+def tuned(request: pytest.FixtureRequest) -> Path:
+    folder: Path = request.getfixturevalue(request.param)
+    return folder
+
+
 @pytest.fixture(scope="module")
-def exported(tuned_classifier: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def exported(tuned: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "fpb-onnx"
-    export_onnx(tuned_classifier, out)
+    export_onnx(tuned, out)
     return out
 
 
@@ -36,6 +43,14 @@ def _torch_logits(folder: Path, texts: list[str], max_length: int) -> np.ndarray
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if (folder / "head.safetensors").is_file():  # sentence embedding times the linear head
+        from safetensors.numpy import load_file
+        from sentence_transformers import SentenceTransformer
+
+        st = SentenceTransformer(str(folder), device="cpu")
+        st.max_seq_length = max_length
+        head = load_file(str(folder / "head.safetensors"))
+        return np.asarray(st.encode(texts) @ head["coef"].T + head["intercept"])
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     enc = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
@@ -57,7 +72,7 @@ def _onnx_logits(path: Path, folder: Path, texts: list[str], max_length: int) ->
 
 
 def test_export_writes_exact_fp32_and_faithful_int8(
-    exported: Path, tuned_classifier: Path, check_texts: list[str]
+    exported: Path, tuned: Path, check_texts: list[str]
 ) -> None:
     assert sorted(p.name for p in exported.iterdir()) == [
         "README.md",
@@ -69,7 +84,7 @@ def test_export_writes_exact_fp32_and_faithful_int8(
         "tokenizer_config.json",
     ]
     card = json.loads((exported / "rung.json").read_text(encoding="utf-8"))
-    source = json.loads((tuned_classifier / "rung.json").read_text(encoding="utf-8"))
+    source = json.loads((tuned / "rung.json").read_text(encoding="utf-8"))
     assert (card["format"], card["kind"], card["method"]) == (1, "classifier", "onnx")
     assert card["labels"] == LABELS == source["labels"]
     assert card["max_seq_length"] == source["max_seq_length"] == 48
@@ -86,9 +101,9 @@ def test_export_writes_exact_fp32_and_faithful_int8(
     config = json.loads((exported / "config.json").read_text(encoding="utf-8"))
     assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
 
-    reference = _torch_logits(tuned_classifier, check_texts, 48)
-    fp32 = _onnx_logits(exported / "model.onnx", tuned_classifier, check_texts, 48)
-    int8 = _onnx_logits(exported / "model_int8.onnx", tuned_classifier, check_texts, 48)
+    reference = _torch_logits(tuned, check_texts, 48)
+    fp32 = _onnx_logits(exported / "model.onnx", tuned, check_texts, 48)
+    int8 = _onnx_logits(exported / "model_int8.onnx", tuned, check_texts, 48)
     assert np.abs(fp32 - reference).max() < 1e-4
     agree = (int8.argmax(1) == reference.argmax(1)).mean()
     assert agree >= 0.95, agree

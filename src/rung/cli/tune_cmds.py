@@ -36,6 +36,11 @@ class Method(StrEnum):
     setfit = "setfit"
 
 
+class Pooling(StrEnum):
+    mean = "mean"
+    cls = "cls"
+
+
 class RichTuneProgress:
     """One bar over the optimizer steps, with the smoothed training loss and the last
     validation score."""
@@ -215,6 +220,14 @@ def tune_cmd(
             "pairs then a logistic head, for 8-64 examples per class.",
         ),
     ] = Method.full,
+    pooling: Annotated[
+        Pooling,
+        typer.Option(
+            "--pooling",
+            help="full: mean (the average of the token states, a sentence-transformers folder "
+            "with a linear head) or cls (a transformers *ForSequenceClassification folder).",
+        ),
+    ] = Pooling.mean,
     text: Annotated[str, typer.Option("--text", help="Column or JSON field of the text.")] = "text",
     label: Annotated[
         str, typer.Option("--label", help="Column or JSON field of the label.")
@@ -412,6 +425,7 @@ def tune_cmd(
         info["test_size"] = task.test_size if task.test_size is not None else 0.2
     values: dict[str, Any] = {
         "method": method.value,
+        "pooling": pooling.value,
         "learning_rate": lr,
         "batch_size": batch_size,
         "max_seq_length": max_seq_length,

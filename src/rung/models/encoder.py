@@ -21,10 +21,14 @@ counting costs no second tokenization.
 
 A folder written by ``rung tune`` (it holds ``rung.json``), or any Hugging Face folder whose
 ``config.json`` names a ``*ForSequenceClassification`` architecture, is a *tuned* encoder: it
-classifies with its own trained head and ``needs_training`` is False. Method "full" is a
-sequence classifier (softmax over its logits); method "setfit" is a sentence-transformers
-folder plus ``head.safetensors``, a logistic-regression head (``coef`` [labels, dimension] and
-``intercept`` [labels], float64, rows in label order) over its sentence embeddings.
+classifies with its own trained head and ``needs_training`` is False. Its head is one of two:
+
+- ``sequence``: a transformers sequence classifier (softmax over its logits), as ``rung tune
+  --pooling cls`` writes it or any ``*ForSequenceClassification`` folder;
+- ``linear``: a sentence-transformers folder plus ``head.safetensors``, a linear head (``coef``
+  [labels, dimension] and ``intercept`` [labels], rows in label order) over its sentence
+  embeddings, softmax on top: ``rung tune``'s default full fine-tune (mean pooling, trained end
+  to end) and its setfit method (a logistic regression) both write this.
 """
 
 from __future__ import annotations
@@ -144,9 +148,17 @@ class TunedFolder:
     labels: tuple[str, ...]
     base: str | None = None
     max_seq_length: int | None = None
-    #: setfit: the head was trained on unit-length embeddings
+    #: a linear head was trained on unit-length embeddings
     normalize: bool = True
     card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def head(self) -> Literal["sequence", "linear"]:
+        """How the folder classifies: a transformers sequence classifier, or a sentence
+        embedding and ``head.safetensors``."""
+        if self.method == "setfit" or self.card.get("head") == "linear":
+            return "linear"
+        return "sequence"
 
 
 def _bad_card(path: Path, why: str) -> ModelLoadError:
@@ -181,10 +193,12 @@ def read_tuned(folder: Path) -> TunedFolder | None:
             or not all(isinstance(x, str) for x in labels)
         ):
             raise _bad_card(card_path, "labels must be a list of at least two strings")
-        if method == "setfit" and not (folder / HEAD_FILE).is_file():
+        if (method == "setfit" or card.get("head") == "linear") and not (
+            folder / HEAD_FILE
+        ).is_file():
             raise ModelLoadError(
-                f"{folder} is a setfit classifier but has no {HEAD_FILE}; copy the whole folder "
-                "that `rung tune --method setfit` wrote"
+                f"{folder} is a classifier with a linear head but has no {HEAD_FILE}; copy the "
+                "whole folder that `rung tune` wrote"
             )
         max_len = card.get("max_seq_length")
         return TunedFolder(
@@ -345,7 +359,7 @@ class EncoderModel(Model):
         self._columns: list[int] = []
         # a tuned folder: read once (None: not read yet; False: a plain encoder)
         self._tuned_folder: TunedFolder | Literal[False] | None = None
-        self._clf: Any = None  # transformers sequence classifier ("full")
+        self._clf: Any = None  # transformers sequence classifier (head "sequence")
         self._tokenizer: Any = None
         self._coef: NDArray[np.float64] | None = None  # setfit head
         self._intercept: NDArray[np.float64] | None = None
@@ -406,7 +420,7 @@ class EncoderModel(Model):
 
         hf_logging.disable_progress_bar()
         tuned = self._tuned()
-        if tuned is not None and tuned.method == "full":
+        if tuned is not None and tuned.head == "sequence":
             assert folder is not None
             self._load_classifier(folder, tuned)
             return
@@ -475,7 +489,7 @@ class EncoderModel(Model):
 
     def _loaded(self) -> None:
         tuned = self._tuned()
-        if tuned is not None and tuned.method == "full":
+        if tuned is not None and tuned.head == "sequence":
             if self._clf is None:
                 self.load()
         else:
@@ -565,7 +579,7 @@ class EncoderModel(Model):
         predictions: list[Prediction] = []
         for start in range(0, len(texts), CLASSIFY_SLICE):
             chunk = texts[start : start + CLASSIFY_SLICE]
-            if tuned.method == "full":
+            if tuned.head == "sequence":
                 probs, tokens = sequence_probabilities(
                     self._clf, self._tokenizer, chunk, self._max_length(), self.opts.batch_size
                 )
@@ -595,7 +609,7 @@ class EncoderModel(Model):
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         """Sentence embeddings: the sentence-transformers embedding (frozen or setfit folders),
-        or the mean of the last hidden states (a "full" tuned classifier); unit length when the
+        or the mean of the last hidden states (a sequence classifier); unit length when the
         ``normalize`` option is set."""
         import numpy as np
 
@@ -613,7 +627,7 @@ class EncoderModel(Model):
 
         normalize = self.opts.normalize if normalize is None else normalize
         tuned = self._tuned()
-        if tuned is not None and tuned.method == "full":
+        if tuned is not None and tuned.head == "sequence":
             return self._pooled_counting(texts, normalize)
         outputs = cast(
             "list[dict[str, Any]]",
@@ -682,7 +696,10 @@ class EncoderModel(Model):
             extra["embedding_dimension"] = int(self._clf.config.hidden_size)
             params = sum(p.numel() for p in self._clf.parameters())
         if tuned is not None:
-            extra["head"] = "classifier" if tuned.method == "full" else "logreg (setfit)"
+            extra["head"] = {
+                "sequence": "sequence classifier",
+                "linear": "linear (setfit)" if tuned.method == "setfit" else "linear",
+            }[tuned.head]
             extra["tuned"] = {
                 "method": tuned.method,
                 "base": tuned.base,

@@ -160,7 +160,8 @@ def render_readme(card: dict[str, Any], name: str) -> str:
     base = str(card["base"])
     base_model = HUB_IDS.get(base) or base.removeprefix("encoder:")
     full = card["method"] == "full"
-    library = "transformers" if full else "sentence-transformers"
+    sequence = full and card.get("head", "sequence") == "sequence"
+    library = "transformers" if sequence else "sentence-transformers"
     tags = ["rung", "text-classification", "fine-tuned" if full else "setfit"]
     test = card.get("test")
     val = card["validation"]
@@ -178,13 +179,22 @@ def render_readme(card: dict[str, Any], name: str) -> str:
         "- f1",
         "---",
     ]
-    how = (
-        "all weights of the encoder and a new classification head trained with cross-entropy "
-        "(a standard Hugging Face sequence classifier)"
-        if full
-        else "the sentence encoder fine-tuned contrastively on pairs of examples (SetFit), then "
-        "a logistic-regression head (`head.safetensors`) on its sentence embeddings"
-    )
+    if sequence:
+        how = (
+            "all weights of the encoder and a new classification head trained with "
+            "cross-entropy (a standard Hugging Face sequence classifier)"
+        )
+    elif full:
+        how = (
+            "all weights of the encoder and a new linear head over the mean of its token states, "
+            "trained together with cross-entropy: a sentence-transformers model whose sentence "
+            "embedding, times `head.safetensors` (`coef`, `intercept`), gives the logits"
+        )
+    else:
+        how = (
+            "the sentence encoder fine-tuned contrastively on pairs of examples (SetFit), then "
+            "a logistic-regression head (`head.safetensors`) on its sentence embeddings"
+        )
     lines = [
         *front,
         "",
@@ -232,7 +242,7 @@ def render_readme(card: dict[str, Any], name: str) -> str:
         "",
         f"or `rung compare` with the model id `encoder:<path to {name}>`.",
     ]
-    if full:
+    if sequence:
         lines += [
             "",
             "With transformers alone:",

@@ -4,7 +4,11 @@ Two methods share the checks, the validation split, early stopping, the evaluati
 folder writing:
 
 - ``full`` (here): the encoder with a new classification head, every weight trained with
-  cross-entropy (AdamW, linear warmup then decay, gradient clipping) in a plain torch loop;
+  cross-entropy (AdamW, linear warmup then decay, gradient clipping) in a plain torch loop. The
+  head reads the mean of the token states by default (``pooling: mean``: how sentence encoders
+  such as all-MiniLM-L6-v2 were trained, 1-3 points better than the first token on the financial
+  phrasebank) and the folder is a sentence-transformers model plus ``head.safetensors``;
+  ``pooling: cls`` writes a transformers ``*ForSequenceClassification`` folder instead;
 - ``setfit`` (``rung.tune.setfit``): contrastive fine-tuning of a sentence-transformers body on
   pairs of examples, then a logistic-regression head; meant for 8-64 examples per class.
 
@@ -39,7 +43,12 @@ from rung.errors import (
     SpecError,
     validation_message,
 )
-from rung.models.encoder import encoder_folder, sequence_probabilities
+from rung.models.encoder import (
+    HEAD_FILE,
+    encoder_folder,
+    head_probabilities,
+    sequence_probabilities,
+)
 from rung.tasks.metrics import bootstrap_ci
 from rung.tune.card import build_card, check_out, publish, staging, write_cards
 from rung.tune.progress import NullProgress, TuneProgress
@@ -80,6 +89,18 @@ class TuneOptions(BaseModel):
         "pairs then a logistic-regression head, for few examples per class (8-64).",
     )
     epochs: int = Field(default=4, ge=1, description="Passes over the training split (full).")
+    pooling: Literal["mean", "cls"] = Field(
+        default="mean",
+        description="full: what the head reads. mean: the average of the token states (a "
+        "sentence-transformers folder plus head.safetensors). cls: the first token through "
+        "the model's pooler (a transformers *ForSequenceClassification folder).",
+    )
+    head_lr_multiplier: float = Field(
+        default=10.0,
+        gt=0,
+        description="full, mean pooling: the new head learns this many times faster than the "
+        "pretrained encoder.",
+    )
     learning_rate: float | None = Field(
         default=None,
         gt=0,
@@ -255,11 +276,13 @@ def tune_classifier(
             data["dropped_test_overlap"] = dropped
         hyper = options.model_dump(mode="json", exclude={"device", "threads"})
         hyper["learning_rate"] = options.lr
-        unused = (
+        unused: tuple[str, ...] = (
             ("pairs_per_example", "contrastive_epochs", "head_c")
             if options.method == "full"
-            else ("epochs", "eval_steps")
+            else ("epochs", "eval_steps", "pooling", "head_lr_multiplier")
         )
+        if options.method == "full" and options.pooling == "cls":
+            unused += ("head_lr_multiplier",)
         for key in unused:
             hyper.pop(key)
         card = build_card(
@@ -610,27 +633,204 @@ def _collate(
     return batch
 
 
-def optimizer_for(model: Any, options: TuneOptions, total_steps: int) -> tuple[Any, Any]:
-    """AdamW without decay on biases and norms, and a linear warmup then decay to zero."""
+def optimizer_for(
+    model: Any, options: TuneOptions, total_steps: int, fast: str | None = None
+) -> tuple[Any, Any]:
+    """AdamW without decay on biases and norms, and a linear warmup then decay to zero. Weights
+    whose name starts with ``fast`` (a new head) learn ``head_lr_multiplier`` times faster."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    decay: list[Any] = []
-    no_decay: list[Any] = []
+    groups: dict[tuple[bool, bool], list[Any]] = defaultdict(list)
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         plain = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
-        (no_decay if plain else decay).append(param)
+        groups[(plain, fast is not None and name.startswith(fast))].append(param)
     optimizer = torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": options.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {
+                "params": params,
+                "weight_decay": 0.0 if plain else options.weight_decay,
+                "lr": options.lr * (options.head_lr_multiplier if is_head else 1.0),
+            }
+            for (plain, is_head), params in sorted(groups.items())
         ],
         lr=options.lr,
     )
     warmup = int(options.warmup_ratio * total_steps)
     return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+
+
+@dataclass
+class _Net:
+    """What the training loop needs of either head: the module whose weights train, its
+    logits for a padded batch, labels for texts with the current weights, and the folder
+    writer. ``fast`` names the new head's weights."""
+
+    module: Any
+    tokenizer: Any
+    logits: Callable[[dict[str, Any]], Any]
+    predict: Callable[[Sequence[str]], list[str]]
+    save: Callable[[Path], None]
+    fast: str | None
+    card_extra: dict[str, Any]
+
+
+def _sequence_net(folder: Path, labels: Sequence[str], options: TuneOptions, device: str) -> _Net:
+    """A transformers sequence classifier: the pooler over the first token, then a new head."""
+    tokenizer, model = _load_full(folder, labels, options.seed)
+    model.to(device)
+    length = options.max_seq_length
+
+    def predict(texts: Sequence[str]) -> list[str]:
+        was_training = model.training
+        model.eval()
+        probs, _ = sequence_probabilities(model, tokenizer, texts, length, 2 * options.batch_size)
+        model.train(was_training)
+        return [labels[k] for k in probs.argmax(axis=1).tolist()]
+
+    def save(target: Path) -> None:
+        # Tools that read the folder alone (transformers' pipeline, ONNX export) then
+        # truncate at the length the model was trained with.
+        tokenizer.model_max_length = length
+        model.save_pretrained(str(target))
+        tokenizer.save_pretrained(str(target))
+
+    return _Net(
+        module=model,
+        tokenizer=tokenizer,
+        logits=lambda batch: model(**batch).logits,
+        predict=predict,
+        save=save,
+        fast=None,
+        card_extra={"head": "sequence", "pooling": "cls"},
+    )
+
+
+def _mean_net(folder: Path, labels: Sequence[str], options: TuneOptions, device: str) -> _Net:
+    """The transformer, the mean of its token states over the real tokens, and a new linear
+    head, trained together; saved as a sentence-transformers folder (transformer, mean pooling)
+    and ``head.safetensors``, which the encoder rung reads as it reads a setfit folder."""
+    try:
+        import numpy as np
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError as e:
+        raise MissingDependencyError("rung tune", INSTALL) from e
+
+    with _quiet_transformers():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            encoder = AutoModel.from_pretrained(str(folder), local_files_only=True)
+        except Exception as e:  # the boundary: any failure to build the model is a load error
+            raise ModelLoadError(
+                f"cannot load {folder} as an encoder: {type(e).__name__}: {e}; point --base at a "
+                "Hugging Face or sentence-transformers encoder folder (BERT, MiniLM, RoBERTa, ...)"
+            ) from e
+    config = encoder.config
+    dimension = int(config.hidden_size)
+    dropout = getattr(config, "hidden_dropout_prob", None)
+    torch.manual_seed(options.seed)  # the new head's initial weights
+
+    class MeanPoolClassifier(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.dropout = torch.nn.Dropout(dropout if isinstance(dropout, float) else 0.1)
+            self.head = torch.nn.Linear(dimension, len(labels))
+
+        def pooled(self, batch: dict[str, Any]) -> Any:
+            hidden = self.encoder(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+        def forward(self, batch: dict[str, Any]) -> Any:
+            return self.head(self.dropout(self.pooled(batch)))
+
+    net = MeanPoolClassifier().to(device)
+    length = options.max_seq_length
+
+    def head_arrays() -> tuple[Any, Any]:
+        coef = net.head.weight.detach().double().cpu().numpy()
+        intercept = net.head.bias.detach().double().cpu().numpy()
+        return coef, intercept
+
+    def predict(texts: Sequence[str]) -> list[str]:
+        # as the encoder rung classifies the saved folder: float32 embeddings, float64 head
+        was_training = net.training
+        net.eval()
+        pooled: list[Any] = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), 2 * options.batch_size):
+                batch = tokenizer(
+                    list(texts[start : start + 2 * options.batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=length,
+                    return_tensors="pt",
+                ).to(device)
+                pooled.append(net.pooled(dict(batch)).double().cpu().numpy())
+        net.train(was_training)
+        if not pooled:
+            return []
+        probs = head_probabilities(np.concatenate(pooled), *head_arrays())
+        return [labels[k] for k in probs.argmax(axis=1).tolist()]
+
+    def save(target: Path) -> None:
+        from safetensors.numpy import save_file
+
+        tokenizer.model_max_length = length
+        encoder.save_pretrained(str(target))
+        tokenizer.save_pretrained(str(target))
+        _write_sentence_transformer(target, dimension, length)
+        coef, intercept = head_arrays()
+        save_file(
+            {"coef": coef, "intercept": intercept},
+            str(target / HEAD_FILE),
+            metadata={"labels": json.dumps(list(labels)), "normalize": "false"},
+        )
+
+    return _Net(
+        module=net,
+        tokenizer=tokenizer,
+        logits=net,
+        predict=predict,
+        save=save,
+        fast="head.",
+        card_extra={"head": "linear", "pooling": "mean", "normalize": False},
+    )
+
+
+def _write_sentence_transformer(folder: Path, dimension: int, max_seq_length: int) -> None:
+    """The files that make a transformer folder a sentence-transformers model with mean
+    pooling (the format every sentence-transformers release since 2.0 reads)."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+    ]
+    pooling = {
+        "word_embedding_dimension": dimension,
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": False,
+        "include_prompt": True,
+    }
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    for path, value in (
+        (folder / "modules.json", modules),
+        (folder / "1_Pooling" / "config.json", pooling),
+        (folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length}),
+    ):
+        path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
 
 
 def _train_full(
@@ -646,10 +846,10 @@ def _train_full(
     import torch
     from safetensors.torch import load_model, save_model
 
-    tokenizer, model = _load_full(folder, labels, options.seed)
-    model.to(device)
-    length = options.max_seq_length
-    encoded = tokenizer(train.texts, truncation=True, max_length=length)
+    build = _mean_net if options.pooling == "mean" else _sequence_net
+    net = build(folder, labels, options, device)
+    model, tokenizer = net.module, net.tokenizer
+    encoded = tokenizer(train.texts, truncation=True, max_length=options.max_seq_length)
     encoded = {k: list(v) for k, v in encoded.items()}
     index = {lab: i for i, lab in enumerate(labels)}
     targets = [index[lab] for lab in train.labels]
@@ -657,16 +857,9 @@ def _train_full(
     size = options.batch_size
     per_epoch = math.ceil(len(train) / size)
     total = per_epoch * options.epochs
-    optimizer, scheduler = optimizer_for(model, options, total)
+    optimizer, scheduler = optimizer_for(model, options, total, fast=net.fast)
     generator = torch.Generator().manual_seed(options.seed)
     checkpoint = workdir / "checkpoint.safetensors"
-
-    def predict(texts: Sequence[str]) -> list[str]:
-        was_training = model.training
-        model.eval()
-        probs, _ = sequence_probabilities(model, tokenizer, texts, length, 2 * size)
-        model.train(was_training)
-        return [labels[k] for k in probs.argmax(axis=1).tolist()]
 
     stopper = EarlyStopping(options, lambda: save_model(model, str(checkpoint)), progress)
     progress.start(total)
@@ -680,7 +873,7 @@ def _train_full(
             idx = order[b * size : (b + 1) * size]
             batch = _collate(encoded, idx, pad_id, device)
             gold = torch.tensor([targets[i] for i in idx], dtype=torch.long, device=device)
-            loss = model(**batch, labels=gold).loss
+            loss = torch.nn.functional.cross_entropy(net.logits(batch), gold)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), options.max_grad_norm)
             optimizer.step()
@@ -691,7 +884,7 @@ def _train_full(
             progress.step(losses[-1])
             due = step % options.eval_steps == 0 if options.eval_steps else b == per_epoch - 1
             if due or step == total:
-                scores = score(val, predict(val.texts), labels)
+                scores = score(val, net.predict(val.texts), labels)
                 mean_loss = sum(losses) / len(losses)
                 losses = []
                 stop = stopper.update(round(step / per_epoch, 2), step, mean_loss, scores)
@@ -702,14 +895,10 @@ def _train_full(
     if not stopper.last_was_best:
         load_model(model, str(checkpoint))
     model.eval()
-
-    def save(target: Path) -> None:
-        # Tools that read the folder alone (transformers' pipeline, ONNX export) then
-        # truncate at the length the model was trained with.
-        tokenizer.model_max_length = length
-        model.save_pretrained(str(target))
-        tokenizer.save_pretrained(str(target))
-
     return Trained(
-        predict=predict, save=save, best_epoch=stopper.best_epoch, history=stopper.history
+        predict=net.predict,
+        save=net.save,
+        best_epoch=stopper.best_epoch,
+        history=stopper.history,
+        card_extra=net.card_extra,
     )

@@ -5,8 +5,9 @@ The export traces the classifier with PyTorch's TorchScript exporter (``dynamo=F
 dynamo exporter of torch 2.9+ needs the ``onnxscript`` package, and for a BERT-class encoder the
 traced graph is exact (logits within 1e-5 of PyTorch's). Attention is loaded in its eager form,
 which traces to plain matrix products that ONNX Runtime fuses itself. Batch and sequence axes
-are dynamic. A "setfit" folder is exported whole: encoder, pooling, normalization and the
-logistic-regression head in one graph, so both kinds give the same folder and the same rung.
+are dynamic. A folder with a linear head (the default full fine-tune, or setfit) is exported
+whole: encoder, pooling, normalization and the head in one graph, so every kind of tuned folder
+gives the same kind of ONNX folder and the same rung.
 
 Quantization is ONNX Runtime's dynamic int8 quantization: the weights of the matrix products
 stored as int8 (per output channel, 7 bits: the 8th would saturate the u8×s8 kernels of CPUs
@@ -106,6 +107,7 @@ class ExportResult:
 class _Source:
     path: Path
     method: Literal["full", "setfit"]
+    head: Literal["sequence", "linear"]
     labels: tuple[str, ...]
     card: dict[str, Any]
     config: dict[str, Any]
@@ -157,7 +159,7 @@ def _read_source(source: Path) -> _Source:
             f"{source} is a {tuned.card.get('kind')} model, not a classifier; export takes a "
             "folder written by `rung tune`"
         )
-    if tuned.method == "full":
+    if tuned.head == "sequence":
         architectures = [str(a) for a in config.get("architectures") or []]
         if not any(a.endswith("ForSequenceClassification") for a in architectures):
             raise ModelLoadError(
@@ -177,10 +179,11 @@ def _read_source(source: Path) -> _Source:
                 "again with `rung tune`"
             )
     elif not (source / HEAD_FILE).is_file():  # read_tuned checks it; here for the type checker
-        raise ModelLoadError(f"{source} is a setfit classifier without {HEAD_FILE}")
+        raise ModelLoadError(f"{source} is a classifier with a linear head but no {HEAD_FILE}")
     return _Source(
         path=source,
         method=tuned.method,
+        head=tuned.head,
         labels=tuned.labels,
         card=tuned.card,
         config=config,
@@ -229,7 +232,7 @@ def _load(src: _Source) -> _Loaded:
     from transformers import AutoTokenizer
 
     try:
-        if src.method == "full":
+        if src.head == "sequence":
             from transformers import AutoModelForSequenceClassification
 
             tokenizer = AutoTokenizer.from_pretrained(str(src.path), local_files_only=True)
@@ -285,7 +288,8 @@ def _load(src: _Source) -> _Loaded:
             return self.inner(**dict(zip(inputs, tensors, strict=True))).logits
 
     class SetFitLogits(torch.nn.Module):
-        """The setfit rung in one graph: embedding, unit length, then the logistic head."""
+        """A linear-head rung in one graph: sentence embedding, unit length when the head was
+        trained on it, then the linear head."""
 
         def __init__(self, inner: Any, coef: Any, intercept: Any, normalize: bool) -> None:
             super().__init__()
@@ -301,7 +305,7 @@ def _load(src: _Source) -> _Loaded:
             return embedding @ self.coef.T + self.intercept
 
     module: torch.nn.Module
-    if src.method == "full":
+    if src.head == "sequence":
         module = Logits(model)
     else:
         module = SetFitLogits(
