@@ -52,6 +52,9 @@ bench: install-dev system-deps
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_cascade.py
+	$(BIN)/python benchmarks/bench_gateway.py
+	$(BIN)/python benchmarks/bench_tune.py --work runs/bench-tune
+	$(BIN)/python benchmarks/bench_onnx.py --model runs/bench-tune/fpb-minilm-l6
 
 schema: install
 	$(BIN)/rung schema > schemas/compare-spec.schema.json

@@ -214,6 +214,9 @@ def test_rung_json_is_the_model_card(run: tuple[TuneResult, Recorder]) -> None:
 def test_compare_scores_the_folder_as_the_card_says(
     run: tuple[TuneResult, Recorder], task_dir: Path, tmp_path: Path
 ) -> None:
+    from rung.advise import advice_for_run
+    from rung.advise.figures import Constraints
+
     result, _ = run
     spec = _spec(task_dir, [f"encoder:{result.out}"])
     compared = compare_spec(spec, task_dir, tmp_path / "run", use_cache=False)
@@ -221,6 +224,10 @@ def test_compare_scores_the_folder_as_the_card_says(
     assert result.test is not None
     assert rung["quality"]["accuracy"]["value"] == pytest.approx(result.test["accuracy"])
     assert rung["fit_s"] is None  # a tuned folder does not train again
+    # advise reads the folder's card (its size from the weights) and can recommend it
+    advice = advice_for_run(tmp_path / "run", Constraints(min_accuracy=0.5, device="phone"))
+    assert advice.recommended is not None and advice.recommended.rung.model == rung["model"]
+    assert advice.recommended.card is not None and advice.recommended.card.params
 
 
 def test_the_encoder_backend_uses_the_trained_head(run: tuple[TuneResult, Recorder]) -> None:

@@ -187,6 +187,13 @@ class Model(ABC):
     def load(self) -> None:
         """Load weights or build the client. Sync and possibly slow."""
 
+    @property
+    def trained_labels(self) -> tuple[str, ...] | None:
+        """The labels a model trained ahead of time answers (a folder from ``rung tune``), so
+        that a server needs no label set from its config; None for rungs that take any labels
+        or train on the task's. Read after ``load``."""
+        return None
+
     def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str]) -> None:
         """Train on the task's training split; only called when ``needs_training``."""
         raise NotImplementedError(f"{self.model_id} does not train")

@@ -374,6 +374,11 @@ class EncoderModel(Model):
         except RungError:
             return True
 
+    @property
+    def trained_labels(self) -> tuple[str, ...] | None:
+        tuned = self._tuned()
+        return tuned.labels if tuned is not None else None
+
     # -- where the model is ---------------------------------------------------------------------
 
     def _resolve(self) -> tuple[Path | None, str | None]:

@@ -258,6 +258,10 @@ class OnnxModel(Model):
     def labels(self) -> tuple[str, ...]:
         return tuple(self.card()["labels"])
 
+    @property
+    def trained_labels(self) -> tuple[str, ...] | None:
+        return self.labels
+
     def _max_length(self) -> int:
         card = self.card()
         length = self.opts.max_seq_length or card.get("max_seq_length") or 512

@@ -47,10 +47,9 @@ def default_ledger_url() -> str:
 
 
 class TrainSpec(BaseModel):
-    """Labelled examples a rung that needs training (an encoder head) is trained on at startup.
-
-    Interim: until ``rung tune`` saves trained models, the server trains such rungs each time it
-    starts (seconds for a few hundred examples)."""
+    """Labelled examples a rung that needs training (the frozen encoder's logistic head) is
+    trained on at startup: seconds for a few hundred examples. A folder written by ``rung tune``
+    (``encoder:<folder>``, ``onnx:<folder>``) carries its trained head and needs none."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -102,7 +102,7 @@ class ServedModel:
 
     @property
     def can_embed(self) -> bool:
-        return self.model.can_embed or _interim_embedder(self.model) is not None
+        return self.model.can_embed
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         if self.price is None:
@@ -217,8 +217,7 @@ class ServedModel:
             self.in_flight -= 1
 
     async def embed(self, texts: list[str]) -> tuple[np.ndarray[Any, Any], list[int]]:
-        interim = None if self.model.can_embed else _interim_embedder(self.model)
-        if not self.model.can_embed and interim is None:
+        if not self.model.can_embed:
             raise ApiError(
                 400,
                 f"{self.name} ({self.model_id}) does not make embeddings: use an encoder model",
@@ -229,14 +228,10 @@ class ServedModel:
         try:
             # One embedding call at a time per model, beside its classify queue.
             async with self.embed_lock:
-                if interim is None:
-                    embeddings = await self.model.embed(texts)
-                    vectors, tokens = embeddings.vectors, embeddings.tokens
-                else:
-                    vectors, tokens = await asyncio.to_thread(interim, texts)
+                embeddings = await self.model.embed(texts)
         finally:
             self.in_flight -= len(texts)
-        return np.asarray(vectors, dtype=np.float32), [int(t) for t in tokens]
+        return np.asarray(embeddings.vectors, dtype=np.float32), [int(t) for t in embeddings.tokens]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -248,13 +243,6 @@ class ServedModel:
             "labels": list(self.labels) if self.labels else None,
             "price": self.price.model_dump() if self.price else None,
         }
-
-
-def _interim_embedder(model: Model) -> Callable[[list[str]], Any] | None:
-    """INTERIM, to remove once the encoder backend implements the contract's ``embed()`` (with
-    ``can_embed``): its private ``_embed_counting(texts) -> (vectors, token counts)``."""
-    fn = getattr(model, "_embed_counting", None)
-    return fn if callable(fn) else None
 
 
 @contextlib.asynccontextmanager
@@ -334,6 +322,14 @@ async def _load_one(
         labels = list(data.labels)
     await asyncio.to_thread(model.check)
     await asyncio.to_thread(model.load)
+    fixed = model.trained_labels
+    if fixed is not None:
+        if labels is not None and set(labels) != set(fixed):
+            raise SpecError(
+                f"{name} ({model_id}) was trained on the labels {', '.join(fixed)} but its serve "
+                f"config lists {', '.join(labels)}; leave out labels: for this model"
+            )
+        labels, trained = list(labels or fixed), tuple(labels or fixed)
     if model.needs_training:
         assert labels is not None
         texts = [ex.text for ex in examples]
