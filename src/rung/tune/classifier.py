@@ -95,11 +95,17 @@ class TuneOptions(BaseModel):
         "sentence-transformers folder plus head.safetensors). cls: the first token through "
         "the model's pooler (a transformers *ForSequenceClassification folder).",
     )
-    head_lr_multiplier: float = Field(
-        default=10.0,
+    head_init: Literal["probe", "random"] = Field(
+        default="probe",
+        description="full, mean pooling: where the head starts. probe: a logistic regression "
+        "on the frozen encoder's embeddings (linear probing, then fine-tuning: the encoder's "
+        "features are not pulled about by a random head). random: a fresh head.",
+    )
+    head_lr_multiplier: float | None = Field(
+        default=None,
         gt=0,
-        description="full, mean pooling: the new head learns this many times faster than the "
-        "pretrained encoder.",
+        description="full, mean pooling: the head learns this many times faster than the "
+        "encoder. Default: 1 for a probed head, 10 for a random one.",
     )
     learning_rate: float | None = Field(
         default=None,
@@ -165,6 +171,12 @@ class TuneOptions(BaseModel):
     @property
     def lr(self) -> float:
         return self.learning_rate or DEFAULT_LR[self.method]
+
+    @property
+    def head_speed(self) -> float:
+        if self.head_lr_multiplier is not None:
+            return self.head_lr_multiplier
+        return 1.0 if self.head_init == "probe" else 10.0
 
 
 @dataclass
@@ -279,10 +291,12 @@ def tune_classifier(
         unused: tuple[str, ...] = (
             ("pairs_per_example", "contrastive_epochs", "head_c")
             if options.method == "full"
-            else ("epochs", "eval_steps", "pooling", "head_lr_multiplier")
+            else ("epochs", "eval_steps", "pooling", "head_init", "head_lr_multiplier")
         )
         if options.method == "full" and options.pooling == "cls":
-            unused += ("head_lr_multiplier",)
+            unused += ("head_init", "head_lr_multiplier")
+        elif options.method == "full":
+            hyper["head_lr_multiplier"] = options.head_speed
         for key in unused:
             hyper.pop(key)
         card = build_card(
@@ -637,7 +651,7 @@ def optimizer_for(
     model: Any, options: TuneOptions, total_steps: int, fast: str | None = None
 ) -> tuple[Any, Any]:
     """AdamW without decay on biases and norms, and a linear warmup then decay to zero. Weights
-    whose name starts with ``fast`` (a new head) learn ``head_lr_multiplier`` times faster."""
+    whose name starts with ``fast`` (the head) learn ``head_speed`` times faster."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -652,7 +666,7 @@ def optimizer_for(
             {
                 "params": params,
                 "weight_decay": 0.0 if plain else options.weight_decay,
-                "lr": options.lr * (options.head_lr_multiplier if is_head else 1.0),
+                "lr": options.lr * (options.head_speed if is_head else 1.0),
             }
             for (plain, is_head), params in sorted(groups.items())
         ],
@@ -677,7 +691,9 @@ class _Net:
     card_extra: dict[str, Any]
 
 
-def _sequence_net(folder: Path, labels: Sequence[str], options: TuneOptions, device: str) -> _Net:
+def _sequence_net(
+    folder: Path, labels: Sequence[str], options: TuneOptions, device: str, train: Split
+) -> _Net:
     """A transformers sequence classifier: the pooler over the first token, then a new head."""
     tokenizer, model = _load_full(folder, labels, options.seed)
     model.to(device)
@@ -708,7 +724,9 @@ def _sequence_net(folder: Path, labels: Sequence[str], options: TuneOptions, dev
     )
 
 
-def _mean_net(folder: Path, labels: Sequence[str], options: TuneOptions, device: str) -> _Net:
+def _mean_net(
+    folder: Path, labels: Sequence[str], options: TuneOptions, device: str, train: Split
+) -> _Net:
     """The transformer, the mean of its token states over the real tokens, and a new linear
     head, trained together; saved as a sentence-transformers folder (transformer, mean pooling)
     and ``head.safetensors``, which the encoder rung reads as it reads a setfit folder."""
@@ -751,13 +769,8 @@ def _mean_net(folder: Path, labels: Sequence[str], options: TuneOptions, device:
     net = MeanPoolClassifier().to(device)
     length = options.max_seq_length
 
-    def head_arrays() -> tuple[Any, Any]:
-        coef = net.head.weight.detach().double().cpu().numpy()
-        intercept = net.head.bias.detach().double().cpu().numpy()
-        return coef, intercept
-
-    def predict(texts: Sequence[str]) -> list[str]:
-        # as the encoder rung classifies the saved folder: float32 embeddings, float64 head
+    def embed(texts: Sequence[str]) -> Any:
+        """Mean-pooled embeddings in float64, in eval mode (no dropout)."""
         was_training = net.training
         net.eval()
         pooled: list[Any] = []
@@ -772,9 +785,21 @@ def _mean_net(folder: Path, labels: Sequence[str], options: TuneOptions, device:
                 ).to(device)
                 pooled.append(net.pooled(dict(batch)).double().cpu().numpy())
         net.train(was_training)
-        if not pooled:
+        return np.concatenate(pooled) if pooled else np.zeros((0, dimension))
+
+    if options.head_init == "probe":
+        _probe_head(net.head, embed(train.texts), train, labels, options.seed)
+
+    def head_arrays() -> tuple[Any, Any]:
+        coef = net.head.weight.detach().double().cpu().numpy()
+        intercept = net.head.bias.detach().double().cpu().numpy()
+        return coef, intercept
+
+    def predict(texts: Sequence[str]) -> list[str]:
+        # as the encoder rung classifies the saved folder: float32 embeddings, float64 head
+        if not texts:
             return []
-        probs = head_probabilities(np.concatenate(pooled), *head_arrays())
+        probs = head_probabilities(embed(texts), *head_arrays())
         return [labels[k] for k in probs.argmax(axis=1).tolist()]
 
     def save(target: Path) -> None:
@@ -800,6 +825,22 @@ def _mean_net(folder: Path, labels: Sequence[str], options: TuneOptions, device:
         fast="head.",
         card_extra={"head": "linear", "pooling": "mean", "normalize": False},
     )
+
+
+def _probe_head(head: Any, features: Any, train: Split, labels: Sequence[str], seed: int) -> None:
+    """Set the linear head to a logistic regression fitted on the frozen encoder's embeddings
+    of the training texts (scikit-learn's default regularization, C=1)."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from rung.tune.setfit import head_arrays
+
+    model = LogisticRegression(max_iter=2000, random_state=seed)
+    model.fit(features, train.labels)
+    coef, intercept = head_arrays(model, labels)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(coef).to(head.weight))
+        head.bias.copy_(torch.from_numpy(intercept).to(head.bias))
 
 
 def _write_sentence_transformer(folder: Path, dimension: int, max_seq_length: int) -> None:
@@ -847,7 +888,7 @@ def _train_full(
     from safetensors.torch import load_model, save_model
 
     build = _mean_net if options.pooling == "mean" else _sequence_net
-    net = build(folder, labels, options, device)
+    net = build(folder, labels, options, device, train)
     model, tokenizer = net.module, net.tokenizer
     encoded = tokenizer(train.texts, truncation=True, max_length=options.max_seq_length)
     encoded = {k: list(v) for k, v in encoded.items()}
