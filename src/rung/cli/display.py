@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
 from rich.progress import (
@@ -19,10 +19,28 @@ from rich.table import Table
 
 from rung.report.markdown import fmt_bytes, fmt_params
 
-__all__ = ["RichProgress", "summary_table"]
+__all__ = ["LiveDisplay", "RichProgress", "summary_table"]
 
 
-class RichProgress:
+class LiveDisplay:
+    """A Rich ``Progress`` shown for as long as the display is used as a context manager."""
+
+    _progress: Progress
+
+    def __enter__(self) -> Self:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.__exit__(exc_type, exc, tb)
+
+
+class RichProgress(LiveDisplay):
     """One bar per rung: loading, training, then answering with a count and an ETA."""
 
     def __init__(self, console: Console) -> None:
@@ -37,18 +55,6 @@ class RichProgress:
             transient=False,
         )
         self._tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> RichProgress:
-        self._progress.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._progress.__exit__(exc_type, exc, tb)
 
     def rung_started(self, label: str, total: int, cached: int) -> None:
         step = f"{cached} cached" if cached else "starting"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from rung.cli.common import console, err_console, user_errors
+from rung.cli.display import LiveDisplay
 from rung.errors import DataError, SpecError, validation_message
 
 __all__ = ["RichTuneProgress", "register"]
@@ -41,7 +41,7 @@ class Pooling(StrEnum):
     cls = "cls"
 
 
-class RichTuneProgress:
+class RichTuneProgress(LiveDisplay):
     """One bar over the optimizer steps, with the smoothed training loss and the last
     validation score."""
 
@@ -61,18 +61,6 @@ class RichTuneProgress:
         )
         self._task: TaskID | None = None
         self._loss: float | None = None
-
-    def __enter__(self) -> RichTuneProgress:
-        self._progress.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._progress.__exit__(exc_type, exc, tb)
 
     def start(self, total_steps: int) -> None:
         if self._banner:

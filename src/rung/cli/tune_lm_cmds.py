@@ -5,7 +5,6 @@ folder that is a rung (``transformers:<folder>``) and, with ``--gguf``, a GGUF f
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
 from typing import Annotated, Any, Literal
 
 import typer
@@ -22,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from rung.cli.common import console, err_console, user_errors
+from rung.cli.display import LiveDisplay
 from rung.errors import ConfigurationError
 
 __all__ = ["export_gguf_cmd", "register", "tune_lm_cmd"]
@@ -29,7 +29,7 @@ __all__ = ["export_gguf_cmd", "register", "tune_lm_cmd"]
 DEFAULT_BASE = "transformers:smollm2-135m-instruct"  # rung.tune.lora's, without importing it
 
 
-class LoraDisplay:
+class LoraDisplay(LiveDisplay):
     """The stages as lines, then a bar of optimizer steps with the last batch loss and the
     last validation loss."""
 
@@ -46,18 +46,6 @@ class LoraDisplay:
         self._task: TaskID | None = None
         self._loss: float | None = None
         self._val: float | None = None
-
-    def __enter__(self) -> LoraDisplay:
-        self._progress.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._progress.__exit__(exc_type, exc, tb)
 
     def _losses(self) -> str:
         parts = []
