@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rung.errors import DataError
 
-__all__ = ["DataFormat", "Example", "detect_format", "read_examples", "read_text"]
+__all__ = ["DataFormat", "Example", "detect_format", "jsonl_records", "read_examples", "read_text"]
 
 DataFormat = Literal["csv", "tsv", "jsonl", "at"]
 
@@ -157,10 +158,9 @@ def _read_delimited(
     return rows
 
 
-def _read_jsonl(
-    content: str, path: Path, text_field: str, label_field: str, id_field: str | None
-) -> list[tuple[str, str, str | None]]:
-    rows = []
+def jsonl_records(content: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file; a line that is not a
+    JSON object is a DataError that names it."""
     for lineno, line in enumerate(content.splitlines(), 1):
         if not line.strip():
             continue
@@ -172,6 +172,14 @@ def _read_jsonl(
             ) from None
         if not isinstance(rec, dict):
             raise DataError(f"{path}:{lineno}: each line must be a JSON object")
+        yield lineno, rec
+
+
+def _read_jsonl(
+    content: str, path: Path, text_field: str, label_field: str, id_field: str | None
+) -> list[tuple[str, str, str | None]]:
+    rows = []
+    for _, rec in jsonl_records(content, path):
         for kind, name in (("text", text_field), ("label", label_field), ("id", id_field)):
             if name is not None and name not in rec:
                 raise _field_error(path, kind, name, sorted(rec))

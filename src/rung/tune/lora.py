@@ -63,7 +63,7 @@ from rung.models.transformers import (
     TransformersOptions,
     render_prompt,
 )
-from rung.tasks.data import detect_format, read_text
+from rung.tasks.data import detect_format, jsonl_records, read_text
 from rung.tune.card import check_out, file_sha256, publish, staging
 
 if TYPE_CHECKING:
@@ -335,17 +335,7 @@ def _jsonl_rows(
     content: str, path: Path, input_field: str, output_field: str
 ) -> list[tuple[PromptLike, str]]:
     rows: list[tuple[PromptLike, str]] = []
-    for lineno, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one object"
-            ) from None
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}:{lineno}: each line must be a JSON object")
+    for lineno, rec in jsonl_records(content, path):
         for name, flag in ((input_field, "--input"), (output_field, "--output")):
             if name not in rec:
                 raise _missing_field(path, f":{lineno}", name, flag, sorted(rec))
