@@ -102,6 +102,31 @@ class Prediction:
         )
 
 
+def softmax(logits: Any) -> Any:
+    """Row-wise softmax of a (texts, labels) array in float64 (numpy), so that each row of
+    scores sums to 1 within 1e-12."""
+    import numpy as np
+
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    exp = np.exp(z)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def predictions_from(probs: Any, tokens: Sequence[int], labels: Sequence[str]) -> list[Prediction]:
+    """One Prediction per row of a classifier's probabilities (columns in ``labels`` order):
+    the most probable label, its probability as the confidence, every score, the tokens read."""
+    return [
+        Prediction(
+            label=labels[k],
+            scores=dict(zip(labels, row, strict=True)),
+            confidence=row[k],
+            tokens_in=n,
+        )
+        for row, k, n in zip(probs.tolist(), probs.argmax(axis=1).tolist(), tokens, strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
     messages: tuple[ChatMessage, ...]

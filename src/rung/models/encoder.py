@@ -61,6 +61,8 @@ from rung.models.base import (
     Model,
     ModelInfo,
     Prediction,
+    predictions_from,
+    softmax,
     stable_hash,
 )
 from rung.models.registry import BundledModel
@@ -82,6 +84,8 @@ __all__ = [
     "TunedFolder",
     "encoder_folder",
     "head_probabilities",
+    "mean_pool",
+    "read_json_object",
     "read_tuned",
     "resolve_encoder",
     "sequence_probabilities",
@@ -93,7 +97,7 @@ BUNDLED = {"minilm-l6": bundled.minilm_l6_dir}
 HUB_EXAMPLE = "sentence-transformers/all-mpnet-base-v2"
 #: the machine-readable model card of a folder written by ``rung tune``
 CARD_FILE = "rung.json"
-#: the logistic-regression head of a "setfit" folder
+#: the linear head (``coef``, ``intercept``) of a folder whose head is "linear"
 HEAD_FILE = "head.safetensors"
 #: texts per encode call in classify: the per-text outputs that carry the token counts also
 #: carry the token embeddings, so a very large batch is embedded in slices to bound memory
@@ -209,7 +213,7 @@ def read_tuned(folder: Path) -> TunedFolder | None:
             normalize=bool(card.get("normalize", True)),
             card=card,
         )
-    config = _read_json(folder / "config.json")
+    config = read_json_object(folder / "config.json")
     architectures = config.get("architectures") or []
     if any(str(a).endswith("ForSequenceClassification") for a in architectures):
         id2label = config.get("id2label") or {}
@@ -229,7 +233,9 @@ def read_tuned(folder: Path) -> TunedFolder | None:
     return None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; empty when the file is missing, unreadable or not an
+    object (a model folder's optional config files)."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -267,16 +273,19 @@ def sequence_probabilities(
     return np.concatenate(probs), tokens
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token states over the real tokens (padding left out): the sentence
+    embedding of sentence-transformers' mean pooling."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
 def head_probabilities(
     features: NDArray[np.float64], coef: NDArray[np.float64], intercept: NDArray[np.float64]
 ) -> NDArray[np.float64]:
     """A multinomial logistic regression's probabilities: softmax(features @ coef.T + b)."""
-    import numpy as np
 
-    logits = features @ coef.T + intercept
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return cast("NDArray[np.float64]", exp / exp.sum(axis=1, keepdims=True))
+    return cast("NDArray[np.float64]", softmax(features @ coef.T + intercept))
 
 
 # -- where the model is ---------------------------------------------------------------------------
@@ -361,7 +370,7 @@ class EncoderModel(Model):
         self._tuned_folder: TunedFolder | Literal[False] | None = None
         self._clf: Any = None  # transformers sequence classifier (head "sequence")
         self._tokenizer: Any = None
-        self._coef: NDArray[np.float64] | None = None  # setfit head
+        self._coef: NDArray[np.float64] | None = None  # linear head
         self._intercept: NDArray[np.float64] | None = None
 
     # The contract declares needs_training per class; whether this encoder trains depends on
@@ -576,7 +585,7 @@ class EncoderModel(Model):
             for j, col in enumerate(self._columns):
                 if col >= 0:
                     probs[:, j] = trained[:, col]
-            predictions.extend(_predictions(probs, tokens, self._labels))
+            predictions.extend(predictions_from(probs, tokens, self._labels))
         return predictions
 
     def _classify_tuned(self, texts: list[str], tuned: TunedFolder) -> list[Prediction]:
@@ -592,7 +601,7 @@ class EncoderModel(Model):
                 assert self._coef is not None and self._intercept is not None
                 features, tokens = self._embed_counting(chunk, normalize=tuned.normalize)
                 probs = head_probabilities(features, self._coef, self._intercept)
-            predictions.extend(_predictions(probs, tokens, tuned.labels))
+            predictions.extend(predictions_from(probs, tokens, tuned.labels))
         return predictions
 
     # -- embedding ------------------------------------------------------------------------------
@@ -613,9 +622,9 @@ class EncoderModel(Model):
         return np.asarray(embeddings, dtype=np.float64)
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
-        """Sentence embeddings: the sentence-transformers embedding (frozen or setfit folders),
-        or the mean of the last hidden states (a sequence classifier); unit length when the
-        ``normalize`` option is set."""
+        """Sentence embeddings: the sentence-transformers embedding (a frozen encoder, or a
+        folder with a linear head), or the mean of the last hidden states (a sequence
+        classifier); unit length when the ``normalize`` option is set."""
         import numpy as np
 
         if not texts:
@@ -671,8 +680,7 @@ class EncoderModel(Model):
                     return_tensors="pt",
                 ).to(device)
                 hidden = self._clf.base_model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+                mean = mean_pool(hidden, batch["attention_mask"])
                 if normalize:
                     mean = torch.nn.functional.normalize(mean, p=2, dim=1)
                 pooled.append(mean.double().cpu())
@@ -773,21 +781,6 @@ class EncoderModel(Model):
         ]
 
 
-def _predictions(
-    probs: NDArray[np.float64], tokens: list[int], labels: tuple[str, ...]
-) -> list[Prediction]:
-    best = probs.argmax(axis=1)
-    return [
-        Prediction(
-            label=labels[k],
-            scores=dict(zip(labels, row, strict=True)),
-            confidence=row[k],
-            tokens_in=n,
-        )
-        for row, k, n in zip(probs.tolist(), best.tolist(), tokens, strict=True)
-    ]
-
-
 def _read_head(path: Path, tuned: TunedFolder) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     import numpy as np
     from safetensors.numpy import load_file
@@ -799,7 +792,7 @@ def _read_head(path: Path, tuned: TunedFolder) -> tuple[NDArray[np.float64], NDA
     except Exception as e:  # the boundary: a truncated or foreign file
         raise ModelLoadError(
             f"cannot read the classifier head {path}: {type(e).__name__}: {e}; write the folder "
-            "again with `rung tune --method setfit`"
+            "again with `rung tune`"
         ) from e
     n = len(tuned.labels)
     if coef.ndim != 2 or coef.shape[0] != n or intercept.shape != (n,):
@@ -923,5 +916,5 @@ def _weights_stamp(folder: Path) -> list[tuple[str, int, int]]:
 def _folder_max_seq(folder: Path | None) -> int | None:
     if folder is None:
         return None
-    value = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+    value = read_json_object(folder / "sentence_bert_config.json").get("max_seq_length")
     return int(value) if isinstance(value, int) else None

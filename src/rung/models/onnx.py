@@ -7,8 +7,9 @@ a phone-class CPU, a slim container): ``onnxruntime`` + ``tokenizers`` + numpy. 
 ``input_ids``, ``attention_mask`` and, for BERT-like models, ``token_type_ids``; output
 ``logits``), ``tokenizer.json`` and ``rung.json`` (labels, max_seq_length, padding).
 
-The tokenization and the softmax live here as functions, and the exporter checks its graphs
-through them: the logit difference ``rung.json`` records is that of the path this rung runs.
+The tokenization lives here as functions (the softmax is ``rung.models.base.softmax``), and the
+exporter checks its graphs through them: the logit difference ``rung.json`` records is that of
+the path this rung runs.
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ from rung.errors import (
     ModelLoadError,
     ModelNotFoundError,
 )
-from rung.models.base import ClassifyRequest, Model, ModelInfo, Prediction, stable_hash
+from rung.models.base import (
+    ClassifyRequest,
+    Model,
+    ModelInfo,
+    Prediction,
+    predictions_from,
+    softmax,
+    stable_hash,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,7 +56,6 @@ __all__ = [
     "OnnxOptions",
     "encode",
     "make_tokenizer",
-    "softmax",
 ]
 
 INSTALL = "pip install 'rung[onnx]'"
@@ -167,17 +175,6 @@ def encode(
     if "token_type_ids" in inputs:
         feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
     return {k: v for k, v in feeds.items() if k in inputs}, [int(n) for n in mask.sum(axis=1)]
-
-
-def softmax(logits: NDArray[Any]) -> NDArray[np.float64]:
-    """Row-wise softmax in float64, so that the scores sum to 1 within 1e-12."""
-    import numpy as np
-
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    exp = np.exp(z)
-    out: NDArray[np.float64] = exp / exp.sum(axis=1, keepdims=True)
-    return out
 
 
 # -- the backend ----------------------------------------------------------------------------------
@@ -350,16 +347,7 @@ class OnnxModel(Model):
         out: list[Prediction] = []
         for start in range(0, len(texts), self.opts.batch_size):
             probs, tokens = self._probabilities(texts[start : start + self.opts.batch_size])
-            for row, n in zip(probs.tolist(), tokens, strict=True):
-                k = max(range(len(row)), key=row.__getitem__)
-                out.append(
-                    Prediction(
-                        label=labels[k],
-                        scores=dict(zip(labels, row, strict=True)),
-                        confidence=row[k],
-                        tokens_in=n,
-                    )
-                )
+            out.extend(predictions_from(probs, tokens, labels))
         return out
 
     def _probabilities(self, texts: list[str]) -> tuple[NDArray[np.float64], list[int]]:

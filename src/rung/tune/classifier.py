@@ -47,6 +47,7 @@ from rung.models.encoder import (
     HEAD_FILE,
     encoder_folder,
     head_probabilities,
+    mean_pool,
     sequence_probabilities,
 )
 from rung.tasks.metrics import bootstrap_ci
@@ -54,7 +55,9 @@ from rung.tune.card import build_card, check_out, publish, staging, write_cards
 from rung.tune.progress import NullProgress, TuneProgress
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
+    from numpy.typing import NDArray
 
 __all__ = [
     "INSTALL",
@@ -63,6 +66,7 @@ __all__ = [
     "TuneOptions",
     "TuneResult",
     "check_base",
+    "head_arrays",
     "options_from",
     "resolve_base",
     "tune_classifier",
@@ -760,9 +764,7 @@ def _mean_net(
             self.head = torch.nn.Linear(dimension, len(labels))
 
         def pooled(self, batch: dict[str, Any]) -> Any:
-            hidden = self.encoder(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+            return mean_pool(self.encoder(**batch).last_hidden_state, batch["attention_mask"])
 
         def forward(self, batch: dict[str, Any]) -> Any:
             return self.head(self.dropout(self.pooled(batch)))
@@ -791,7 +793,7 @@ def _mean_net(
     if options.head_init == "probe":
         _probe_head(net.head, embed(train.texts), train, labels, options.seed)
 
-    def head_arrays() -> tuple[Any, Any]:
+    def linear_arrays() -> tuple[Any, Any]:
         coef = net.head.weight.detach().double().cpu().numpy()
         intercept = net.head.bias.detach().double().cpu().numpy()
         return coef, intercept
@@ -800,7 +802,7 @@ def _mean_net(
         # as the encoder rung classifies the saved folder: float32 embeddings, float64 head
         if not texts:
             return []
-        probs = head_probabilities(embed(texts), *head_arrays())
+        probs = head_probabilities(embed(texts), *linear_arrays())
         return [labels[k] for k in probs.argmax(axis=1).tolist()]
 
     def save(target: Path) -> None:
@@ -810,7 +812,7 @@ def _mean_net(
         encoder.save_pretrained(str(target))
         tokenizer.save_pretrained(str(target))
         _write_sentence_transformer(target, dimension, length)
-        coef, intercept = head_arrays()
+        coef, intercept = linear_arrays()
         save_file(
             {"coef": coef, "intercept": intercept},
             str(target / HEAD_FILE),
@@ -828,13 +830,29 @@ def _mean_net(
     )
 
 
+def head_arrays(
+    head: Any, labels: Sequence[str]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A fitted scikit-learn LogisticRegression as softmax rows in label order. A two-class
+    model holds one row w (p = sigmoid(w·x + b)); the rows -w/2 and +w/2 give the same
+    probabilities under softmax."""
+    import numpy as np
+
+    classes = [str(c) for c in head.classes_]
+    coef = np.asarray(head.coef_, dtype=np.float64)
+    intercept = np.asarray(head.intercept_, dtype=np.float64)
+    if len(classes) == 2:
+        coef = np.stack([-coef[0] / 2, coef[0] / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    order = [classes.index(lab) for lab in labels]
+    return np.ascontiguousarray(coef[order]), np.ascontiguousarray(intercept[order])
+
+
 def _probe_head(head: Any, features: Any, train: Split, labels: Sequence[str], seed: int) -> None:
     """Set the linear head to a logistic regression fitted on the frozen encoder's embeddings
     of the training texts (scikit-learn's default regularization, C=1)."""
     import torch
     from sklearn.linear_model import LogisticRegression
-
-    from rung.tune.setfit import head_arrays
 
     model = LogisticRegression(max_iter=2000, random_state=seed)
     model.fit(features, train.labels)

@@ -96,7 +96,6 @@ def read_unlabelled(
         from rung.tasks.data import read_text
 
         texts = [line.strip() for line in read_text(path, encoding).splitlines()]
-        gold = None
         rows = [(t, "") for t in texts if t]
     else:
         # Without a gold column, the text column is read as the label too (and ignored): the

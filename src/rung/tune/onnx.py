@@ -41,8 +41,9 @@ from rung.errors import (
     ModelNotFoundError,
     RunError,
 )
-from rung.models.encoder import HEAD_FILE, read_tuned
-from rung.models.onnx import CARD_FILE, FP32_FILE, INT8_FILE, encode, make_tokenizer, softmax
+from rung.models.base import softmax
+from rung.models.encoder import HEAD_FILE, read_json_object, read_tuned
+from rung.models.onnx import CARD_FILE, FP32_FILE, INT8_FILE, encode, make_tokenizer
 from rung.tune.card import check_out, publish, staging
 
 __all__ = [
@@ -117,14 +118,6 @@ class _Source:
 # -- what may be exported, and where ----------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _read_source(source: Path) -> _Source:
     """The tuned classifier in ``source``, or an error that says why it is not one."""
     if not source.exists():
@@ -137,7 +130,7 @@ def _read_source(source: Path) -> _Source:
             f"{CARD_FILE})"
         )
     tuned = read_tuned(source)  # raises on a broken rung.json
-    config = _read_json(source / "config.json")
+    config = read_json_object(source / "config.json")
     tune_hint = (
         f"fine-tune it first with `rung tune DATA --base encoder:{source} --out DIR`, then "
         "export DIR"

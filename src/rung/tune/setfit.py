@@ -30,6 +30,7 @@ from rung.tune.classifier import (
     Split,
     Trained,
     TuneOptions,
+    head_arrays,
     optimizer_for,
     score,
 )
@@ -62,24 +63,6 @@ def make_pairs(split: Split, per_example: int, rng: random.Random) -> list[tuple
             pairs.append((text, split.texts[rng.choice(others[lab])], 0.0))
     rng.shuffle(pairs)
     return pairs
-
-
-def head_arrays(
-    head: Any, labels: Sequence[str]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """A fitted scikit-learn LogisticRegression as softmax rows in label order. A two-class
-    model holds one row w (p = sigmoid(w·x + b)); the rows -w/2 and +w/2 give the same
-    probabilities under softmax."""
-    import numpy as np
-
-    classes = [str(c) for c in head.classes_]
-    coef = np.asarray(head.coef_, dtype=np.float64)
-    intercept = np.asarray(head.intercept_, dtype=np.float64)
-    if len(classes) == 2:
-        coef = np.stack([-coef[0] / 2, coef[0] / 2])
-        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    order = [classes.index(lab) for lab in labels]
-    return np.ascontiguousarray(coef[order]), np.ascontiguousarray(intercept[order])
 
 
 def _loss_class() -> Any:
