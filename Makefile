@@ -49,6 +49,7 @@ test: lint typecheck unit
 
 bench: install-dev system-deps
 	$(BIN)/python benchmarks/bench_backends.py
+	$(BIN)/python benchmarks/bench_extra_buffers.py
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_cascade.py

@@ -38,6 +38,7 @@ def _worker(side: str, n_tokens: int, threads: int) -> None:
     ``tokens seconds`` for each run."""
     from rung.models import registry
     from rung.models.base import ChatMessage, GenerateRequest, run_sync
+    from rung.models.llamacpp import open_llama
 
     model = registry.create(f"llamacpp:{MODEL}", {"n_ctx": N_CTX, "n_threads": threads})
     model.check()
@@ -53,10 +54,8 @@ def _worker(side: str, n_tokens: int, threads: int) -> None:
             return run_sync(model.generate(request)).tokens_out
 
     else:
-        import llama_cpp
-
-        direct = llama_cpp.Llama(
-            model_path=str(model.info().path),
+        direct = open_llama(
+            str(model.info().path),
             n_ctx=N_CTX,
             n_threads=threads,
             n_threads_batch=threads,

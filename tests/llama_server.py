@@ -37,6 +37,15 @@ import httpx
 
 __all__ = ["free_port", "running_llama_server"]
 
+#: ``python -m llama_cpp.server``, with weight repacking decided as rung decides it: the server
+#: builds its Llama itself, and on a CPU with AMX the repacked weights crash it
+SERVER_MAIN = """
+import runpy
+from rung.models.llamacpp import extra_buffers_patch, use_extra_buffers
+with extra_buffers_patch(use_extra_buffers("auto")):
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -72,8 +81,8 @@ def running_llama_server(
     base_url = f"http://127.0.0.1:{port}/v1"
     cmd = [
         sys.executable,
-        "-m",
-        "llama_cpp.server",
+        "-c",
+        SERVER_MAIN,
         "--model",
         str(path),
         "--model_alias",

@@ -218,3 +218,14 @@ def test_advise_before_measuring(tmp_path: Path) -> None:
     )
     assert doc["measured"] is False and doc["spec_path"] == str(spec_path)
     _fails(["advise", "--task", "translate"], "unknown task 'translate'")
+
+
+def test_models_and_fit_say_what_extra_buffers_auto_does_on_this_cpu() -> None:
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "cpuinfo"
+    amx = {"RUNG_CPUINFO": str(fixtures / "xeon-sapphire-rapids.txt")}
+    plain = {"RUNG_CPUINFO": str(fixtures / "epyc-no-amx.txt")}
+    assert "this CPU reports AMX" in " ".join(_ok(["models"], amx).split())
+    assert "repacking on" in " ".join(_ok(["models"], plain).split())
+    fitted = " ".join(_ok(["fit", "llamacpp:smollm2-135m-instruct"], amx).split())
+    assert "repacking off (extra_buffers: auto)" in fitted
+    assert "AMX" not in _ok(["fit", "encoder:minilm-l6"], amx)

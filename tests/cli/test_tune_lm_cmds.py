@@ -139,12 +139,12 @@ def test_short_run_writes_a_folder_and_a_gguf(tmp_path: Path, dialogsum: Path) -
 def _merged_matches_the_gguf(out: Path, system: str) -> None:
     """transformers:<folder> (here from merged/) and llamacpp:<folder>/model-f16.gguf read the
     same trained model: the same next-token logits, within f16 rounding."""
-    import llama_cpp
     import numpy as np
     import torch
 
     from rung.models import registry
     from rung.models.base import ChatMessage
+    from rung.models.llamacpp import open_llama
     from rung.models.transformers import TransformersModel
 
     model = registry.create(f"transformers:{out}", {"threads": 1})
@@ -159,8 +159,8 @@ def _merged_matches_the_gguf(out: Path, system: str) -> None:
             expected = hf(input_ids=torch.tensor([ids])).logits[0, -1].float().numpy()
     finally:
         model.close()
-    llm = llama_cpp.Llama(
-        model_path=str(out / "model-f16.gguf"),
+    llm = open_llama(
+        out / "model-f16.gguf",
         n_threads=1,
         n_ctx=128,
         logits_all=True,

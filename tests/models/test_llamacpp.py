@@ -32,6 +32,7 @@ from rung.models.llamacpp import (
     _on_llama_thread,
     _StopScanner,
     gbnf_for_labels,
+    open_llama,
     read_gguf_header,
     render_plain,
 )
@@ -278,7 +279,7 @@ def test_scores_match_a_fresh_evaluation(
     labels = ("very", "very negative", 'say "up"', "down\\side", "neutral")
     requests = requests_for(fpb_examples[::6], labels)
     predictions = run_sync(smollm.classify(requests))
-    fresh = llama_cpp.Llama(str(smollm.resolve_path()), n_ctx=512, logits_all=True, verbose=False)
+    fresh = open_llama(smollm.resolve_path(), n_ctx=512, logits_all=True, verbose=False)
     llm = smollm._llm
     assert llm is not None
     vocab = fresh._model.vocab

@@ -141,11 +141,9 @@ def reference(merged: TransformersModel) -> dict[str, tuple[list[int], list[int]
 
 
 def _llama(path: Path) -> Any:
-    import llama_cpp
+    from rung.models.llamacpp import open_llama
 
-    return llama_cpp.Llama(
-        model_path=str(path), n_threads=1, n_ctx=256, logits_all=True, verbose=False
-    )
+    return open_llama(path, n_threads=1, n_ctx=256, logits_all=True, verbose=False)
 
 
 def _llama_first(llm: Any, ids: list[int]) -> np.ndarray:

@@ -169,6 +169,10 @@ def models(
     for c in cards:
         if not c.installed:
             lines.append(f"{c.model_id}: install with `{c.install}`")
+    if any(c.model_id.startswith("llamacpp:") for c in cards):
+        from rung.models.llamacpp import extra_buffers_note
+
+        lines.append(extra_buffers_note())
     lines.append(
         "Any GGUF file works as llamacpp:<path.gguf>; any sentence-transformers folder as "
         "encoder:<folder>; any Hugging Face causal LM as transformers:<folder or hub id>; any "
@@ -293,7 +297,12 @@ def fit_cmd(
             highlight=False,
         )
     say(f"  total     {fmt.bytes_(mem.total_bytes):>10}", highlight=False)
-    for note in (*mem.notes, *card.notes):
+    notes = [*mem.notes, *card.notes]
+    if card.model_id.startswith("llamacpp:"):
+        from rung.models.llamacpp import extra_buffers_note
+
+        notes.append(extra_buffers_note())
+    for note in notes:
         say(f"  note: {note}", style="dim", highlight=False)
     say(f"  figures from: {card.figures_from}", style="dim", highlight=False)
     if result.fits is None:

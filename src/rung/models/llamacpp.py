@@ -50,7 +50,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -75,18 +75,24 @@ from rung.models.base import (
     Prediction,
     stable_hash,
 )
+from rung.models.cpu import cpu_flags, has_amx
 from rung.models.registry import BundledModel
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
 __all__ = [
+    "ExtraBuffers",
     "GGUFHeader",
     "LlamaCppModel",
     "LlamaCppOptions",
+    "extra_buffers_note",
+    "extra_buffers_patch",
     "gbnf_for_labels",
+    "open_llama",
     "read_gguf_header",
     "render_plain",
+    "use_extra_buffers",
 ]
 
 log = logging.getLogger(__name__)
@@ -128,6 +134,9 @@ BUNDLED: dict[str, _Bundled] = {
 }
 
 
+ExtraBuffers = Literal["auto", "on", "off"]
+
+
 class LlamaCppOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -165,6 +174,13 @@ class LlamaCppOptions(BaseModel):
         gt=0,
         description="llama.cpp's repetition penalty for generate() (1.0: none, plain decoding "
         "comparable with other backends).",
+    )
+    extra_buffers: ExtraBuffers = Field(
+        default="auto",
+        description="llama.cpp's extra buffer types, which repack the weights for faster "
+        "kernels at load time (AMX on Intel Xeons, AVX2/AVX-512 layouts for some "
+        "quantizations). 'auto' turns them off when the CPU reports AMX, whose repacking "
+        "crashes llama.cpp, and keeps them on elsewhere; 'on' and 'off' force it.",
     )
 
 
@@ -401,6 +417,81 @@ def _softmax(logprobs: Sequence[float]) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Weight repacking (llama.cpp's "extra buffer types"), and the one way rung builds a Llama.
+
+
+def use_extra_buffers(setting: ExtraBuffers, flags: frozenset[str] | None = None) -> bool:
+    """Whether llama.cpp may repack weights into extra buffer types on this CPU.
+
+    On a CPU with AMX, llama.cpp stores the weights of a model in an AMX buffer, and the
+    matrix multiplication over it segfaults (ggml-org/llama.cpp#20824: the whole process dies
+    on the first decode). Turning the extra buffer types off keeps the weights in plain CPU
+    buffers, which every CPU runs; elsewhere repacking is kept, since AVX2 and AVX-512
+    layouts speed up some quantizations (``benchmarks/bench_extra_buffers.py`` measures it).
+    ``flags`` default to this machine's (``rung.models.cpu.cpu_flags``)."""
+    if setting == "auto":
+        return not has_amx(cpu_flags() if flags is None else flags)
+    return setting == "on"
+
+
+def extra_buffers_note(flags: frozenset[str] | None = None) -> str:
+    """One line for ``rung models`` and ``rung fit``: what ``extra_buffers: auto`` does here."""
+    flags = cpu_flags() if flags is None else flags
+    if has_amx(flags):
+        return (
+            "this CPU reports AMX: llamacpp rungs load with llama.cpp's weight repacking off "
+            "(extra_buffers: auto), since its AMX kernels crash; set extra_buffers: on to force it"
+        )
+    return (
+        "llamacpp rungs load with llama.cpp's weight repacking on (extra_buffers: auto; this "
+        "CPU reports no AMX); set extra_buffers: off if a model crashes while it answers"
+    )
+
+
+_params_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def extra_buffers_patch(enabled: bool) -> Iterator[None]:
+    """While inside, every ``llama_cpp.Llama`` built in this process loads with
+    ``use_extra_bufts = enabled``.
+
+    llama-cpp-python's ``Llama`` takes no argument for this field of ``llama_model_params``: it
+    builds the params from ``llama_model_default_params()`` inside its constructor. The
+    function is wrapped for the time of the block (under a lock, so that two threads building
+    models do not see each other's value). A llama-cpp-python too old to have the field has no
+    extra buffer types to turn off."""
+    import llama_cpp.llama_cpp as lib
+
+    if "use_extra_bufts" not in {name for name, *_ in lib.llama_model_params._fields_}:
+        yield
+        return
+    with _params_lock:
+        original = lib.llama_model_default_params
+
+        def default_params() -> Any:
+            params = original()
+            params.use_extra_bufts = enabled
+            return params
+
+        lib.llama_model_default_params = default_params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
+
+
+def open_llama(path: Path | str, *, extra_buffers: ExtraBuffers = "auto", **kwargs: Any) -> Llama:
+    """``llama_cpp.Llama(model_path=path, **kwargs)`` with weight repacking decided by
+    ``use_extra_buffers``: the backend, the memory probe's child, the benchmarks' direct
+    baseline and the tests all build their Llama here, so none of them crashes on AMX."""
+    import llama_cpp
+
+    with extra_buffers_patch(use_extra_buffers(extra_buffers)):
+        return llama_cpp.Llama(model_path=str(path), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
 # The backend.
 
 
@@ -423,6 +514,11 @@ class LlamaCppModel(Model):
     Options: ClassVar[type[BaseModel]] = LlamaCppOptions
     can_generate: ClassVar[bool] = True
     can_stream: ClassVar[bool] = True
+    crash_hint: ClassVar[str] = (
+        "on a CPU with AMX set options: {extra_buffers: off} (llama.cpp's weight repacking); "
+        "else try options: {n_threads: 1}, another GGUF file, or rebuild llama-cpp-python "
+        "(pip install --force-reinstall --no-cache-dir llama-cpp-python)"
+    )
 
     def __init__(self, name: str, options: BaseModel | None = None) -> None:
         super().__init__(name, options)
@@ -483,15 +579,15 @@ class LlamaCppModel(Model):
         header = self._read_header()
         path = self.resolve_path()
         try:
-            import llama_cpp
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as e:
             raise MissingDependencyError(f"the llamacpp backend ({e.name})", INSTALL) from e
         threads = self.opts.n_threads or _usable_cores()
         with _log_relay().errors_while() as errors:
             try:
-                llm = llama_cpp.Llama(
-                    model_path=str(path),
+                llm = open_llama(
+                    path,
+                    extra_buffers=self.opts.extra_buffers,
                     # llama.cpp rounds the context up to a multiple of 256 but llama-cpp-python
                     # sizes its token buffer as asked: ask for the size llama.cpp will use.
                     n_ctx=-(-self.opts.n_ctx // 256) * 256,
@@ -909,6 +1005,7 @@ class LlamaCppModel(Model):
             "architecture": header.architecture,
             "chat_template": header.chat_template is not None,
             "n_ctx": self._llm.n_ctx() if self._llm is not None else self.opts.n_ctx,
+            "extra_buffers": use_extra_buffers(self.opts.extra_buffers),
         }
         return ModelInfo(
             params=params,
