@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # no stubs in the venv
 
-from rung.compare.memory import measure_memory
+from rung.compare.probe import measure_memory
 from rung.models import registry
 from rung.models.base import ClassifyRequest
 from rung.tasks.classify import ClassifyTask, DataSource, TaskData, build_requests

@@ -32,6 +32,19 @@ def fpb_path(shared_data: Path) -> Path:
     return shared_data / "financial_phrasebank" / "Sentences_AllAgree.txt"
 
 
+@pytest.fixture
+def segfault_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A backend plugin whose rungs die by SIGSEGV (see tests/segfault_plugin.py)."""
+    import sys
+
+    from rung.models import registry
+    from tests.segfault_plugin import install_segfault_plugin
+
+    yield install_segfault_plugin(tmp_path, monkeypatch)
+    sys.modules.pop("segfault_backend", None)
+    registry._entry_points.cache_clear()
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

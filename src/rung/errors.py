@@ -6,6 +6,7 @@
     ├── ModelNotFoundError       an unknown provider or model name (with "did you mean")
     ├── MissingDependencyError   an optional extra is not installed (names the pip command)
     ├── ModelLoadError           a model file or folder that cannot be loaded (corrupt GGUF, ...)
+    │   └── ModelCrashError      a rung's process died by a signal while it loaded or answered
     ├── ConfigurationError       a missing API key, base URL or option
     ├── ModelAPIError            a remote model answered with an error or could not be reached
     └── RunError                 an output folder that cannot be written
@@ -26,6 +27,7 @@ __all__ = [
     "DataError",
     "MissingDependencyError",
     "ModelAPIError",
+    "ModelCrashError",
     "ModelLoadError",
     "ModelNotFoundError",
     "RunError",
@@ -62,6 +64,17 @@ class MissingDependencyError(RungError):
 
 class ModelLoadError(RungError):
     pass
+
+
+class ModelCrashError(ModelLoadError):
+    """Native code (llama.cpp, torch) killed the process that ran the rung: the message names
+    the rung, the signal, what it was doing and what to try."""
+
+    def __init__(self, message: str, *, model_id: str, signal: str, stage: str) -> None:
+        super().__init__(message)
+        self.model_id = model_id
+        self.signal = signal
+        self.stage = stage
 
 
 class ConfigurationError(RungError):

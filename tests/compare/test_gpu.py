@@ -9,7 +9,7 @@ import threading
 import time
 
 from rung.compare.gpu import GpuSampler, nvml_reader
-from rung.compare.memory import _gpu_peak_mb
+from rung.compare.memory import gpu_peak_mb
 
 
 class ScriptedDriverDouble:
@@ -47,9 +47,9 @@ def test_without_a_driver_there_is_no_gpu_figure() -> None:
     with GpuSampler() as sampler:
         time.sleep(0.01)
     assert sampler.peak_mb is None
-    assert _gpu_peak_mb(sampler.peak_mb) is None
+    assert gpu_peak_mb(sampler.peak_mb) is None
 
 
 def test_driver_reading_wins_over_torch_counter() -> None:
     # With no CUDA here torch has no counter: the driver's figure is taken as is.
-    assert _gpu_peak_mb(512.0) == 512.0
+    assert gpu_peak_mb(512.0) == 512.0

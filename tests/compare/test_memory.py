@@ -13,7 +13,8 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]  # no stubs in the venv
 import pytest
 
-from rung.compare.memory import measure_memory, peak_rss_mb, rss_mb
+from rung.compare.memory import peak_rss_mb, rss_mb
+from rung.compare.probe import measure_memory
 from rung.errors import RungError
 from rung.models import registry
 from rung.models.base import ClassifyRequest

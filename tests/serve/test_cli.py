@@ -115,3 +115,47 @@ def test_keys_commands_use_the_config_ledger(tmp_path: Path, command: list[str])
     result = CliRunner().invoke(_app(), [*command, "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "keys.db").is_file()
+
+
+@pytest.mark.usefixtures("segfault_plugin")
+def test_a_rung_that_crashes_is_refused_at_startup(tmp_path: Path) -> None:
+    """A model whose native code kills its process is loaded in a probe process first: the
+    server refuses to start with one line naming it and the signal, and loads nothing."""
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {"id": "llamacpp:smollm2-135m-instruct", "name": "smollm2", "labels": LABELS},
+                    {"id": "segfault:on-load", "name": "fragile", "labels": LABELS},
+                ],
+                "auth": {"required": False},
+            }
+        )
+    )
+    result = CliRunner().invoke(_app(), ["serve", str(config)])
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())  # Rich wraps the one line at the terminal's width
+    assert "fragile cannot be served: segfault:on-load crashed while loading (SIGSEGV" in line
+    assert "remove it from the serve config" in line
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "models": [{"id": "segfault:never", "labels": LABELS}],
+                "cascades": {
+                    "c": {
+                        "rungs": [
+                            {"model": "segfault:never", "threshold": 0.9},
+                            {"model": "segfault:on-answer"},
+                        ],
+                        "labels": LABELS,
+                    }
+                },
+                "auth": {"required": False},
+            }
+        )
+    )
+    result = CliRunner().invoke(_app(), ["serve", str(config)])
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert "cascade:c cannot be served: segfault:on-answer crashed while answering" in line

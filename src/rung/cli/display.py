@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -70,6 +71,12 @@ class RichProgress(LiveDisplay):
 
     def rung_finished(self, label: str) -> None:
         self._progress.update(self._tasks[label], step="[green]done[/]")
+
+    def rung_failed(self, label: str, message: str) -> None:
+        if label in self._tasks:
+            self._progress.update(self._tasks[label], step="[red]failed[/]")
+        # The bar keeps one line; the reason is printed whole above the bars.
+        self._progress.console.print(f"[red]{escape(label)} failed:[/] {escape(message)}")
 
 
 def _ci(q: dict[str, Any]) -> str:

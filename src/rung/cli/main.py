@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from rich.markup import escape
 
 from rung.cli import (
     catalog_cmds,
@@ -20,7 +21,7 @@ from rung.cli import (
     tune_cmds,
     tune_lm_cmds,
 )
-from rung.cli.common import console, user_errors
+from rung.cli.common import console, err_console, user_errors
 from rung.cli.display import RichProgress, summary_table
 from rung.compare.spec import CompareSpec
 
@@ -52,6 +53,8 @@ def _run_and_show(run: Callable[[RichProgress], Any]) -> Any:
     with RichProgress(console) as progress:
         result = run(progress)
     console.print(summary_table(result.results))
+    for failed in result.results.get("failed") or []:
+        err_console.print(f"[red]Not measured:[/] {escape(failed['error'])}")
     console.print(f"Report: [bold]{result.out / 'report.md'}[/]")
     console.print(
         f"Results: {result.out / 'results.json'}   Predictions: {result.out / 'predictions.jsonl'}"

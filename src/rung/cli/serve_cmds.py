@@ -44,6 +44,14 @@ def serve(
     schema: Annotated[
         bool, typer.Option("--schema", help="Print the config's JSON schema and exit.")
     ] = False,
+    no_probe: Annotated[
+        bool,
+        typer.Option(
+            "--no-probe",
+            help="Start without first loading each local model in a fresh process (that check "
+            "turns a native crash into a clear refusal, at the cost of a second load).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the models of CONFIG: OpenAI-compatible REST, /v1/classify, GraphQL, metrics."""
     from rung.serve.config import ServeConfig, load_config
@@ -63,7 +71,7 @@ def serve(
 
         raise MissingDependencyError(f"rung serve ({e.name})", "pip install 'rung[serve]'") from e
     loaded = load_config(config)
-    check_can_load(loaded)  # the usual mistakes, as one line, before uvicorn starts
+    check_can_load(loaded, probe=not no_probe)  # mistakes as one line, before uvicorn starts
     app = create_app(loaded, ledger_url=ledger)
     if loaded.auth.required:
         err_console.print(

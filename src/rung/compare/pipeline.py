@@ -12,6 +12,7 @@ from rung.advise.run import advice_for_results
 from rung.compare.results import check_out_dir, run_files, summarize, write_run
 from rung.compare.runner import Progress, RungRun, prepare, run_rungs
 from rung.compare.spec import CompareSpec, load_spec
+from rung.errors import RunError
 from rung.report.html import render_html
 from rung.report.markdown import find_disagreements, render_markdown
 
@@ -36,8 +37,12 @@ def compare_spec(
     """Run every rung of ``spec`` (data paths relative to ``base_dir``) and write ``out``."""
     check_out_dir(out)
     prepared = prepare(spec, base_dir)
-    runs = run_rungs(prepared, use_cache=use_cache, progress=progress)
-    results = summarize(prepared, runs, base_dir)
+    outcome = run_rungs(prepared, use_cache=use_cache, progress=progress)
+    runs = outcome.runs
+    if not runs:
+        reasons = "; ".join(f.error for f in outcome.failures)
+        raise RunError(f"no rung could be measured, so no run was written: {reasons}")
+    results = summarize(prepared, runs, base_dir, outcome.failures)
     labels = [r.ref.display for r in runs]
     records = [[(x.id, x.text, x.gold, x.prediction.label) for x in r.records] for r in runs]
     report = render_markdown(results, find_disagreements(labels, records))

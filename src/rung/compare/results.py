@@ -20,7 +20,7 @@ import yaml
 
 from rung import __version__
 from rung.compare.cost import CostFigure, CostSpec, api_cost, machine_cost
-from rung.compare.runner import Prepared, RungRun
+from rung.compare.runner import Prepared, RungFailure, RungRun
 from rung.compare.spec import CompareSpec
 from rung.errors import RunError, RungError
 from rung.tasks import metrics
@@ -220,7 +220,12 @@ def counterfactual(runs: Sequence[RungRun], spec: CompareSpec) -> list[dict[str,
     return rows
 
 
-def summarize(prepared: Prepared, runs: Sequence[RungRun], base_dir: Path) -> dict[str, Any]:
+def summarize(
+    prepared: Prepared,
+    runs: Sequence[RungRun],
+    base_dir: Path,
+    failures: Sequence[RungFailure] = (),
+) -> dict[str, Any]:
     spec = prepared.spec
     labels = list(prepared.data.labels)
     return {
@@ -239,6 +244,7 @@ def summarize(prepared: Prepared, runs: Sequence[RungRun], base_dir: Path) -> di
             rung_summary(r, labels, spec.measure.bootstrap, spec.task.seed, spec) for r in runs
         ],
         "counterfactual": counterfactual(runs, spec),
+        **({"failed": [f.to_json() for f in failures]} if failures else {}),
     }
 
 

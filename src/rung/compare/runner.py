@@ -18,9 +18,10 @@ from typing import Any, Protocol
 
 from rung.compare.cache import ResponseCache, request_key
 from rung.compare.load import run_level, time_to_first_token
-from rung.compare.memory import measure_memory
+from rung.compare.probe import probe_rung, train_subset
 from rung.compare.spec import CompareSpec, LoadSpec, ModelRef
 from rung.config import cache_dir
+from rung.errors import ModelCrashError
 from rung.models import registry
 from rung.models.base import ClassifyRequest, Model, ModelInfo, Prediction, stable_hash
 from rung.models.runtime import ModelRuntime
@@ -28,8 +29,10 @@ from rung.tasks.classify import TaskData, build_requests, load_task_data
 
 __all__ = [
     "Asked",
+    "Outcome",
     "PredictionRecord",
     "Progress",
+    "RungFailure",
     "RungRun",
     "SilentProgress",
     "ask_through_cache",
@@ -46,6 +49,7 @@ class Progress(Protocol):
     def step(self, label: str, message: str) -> None: ...
     def advance(self, label: str, n: int) -> None: ...
     def rung_finished(self, label: str) -> None: ...
+    def rung_failed(self, label: str, message: str) -> None: ...
 
 
 class SilentProgress:
@@ -59,6 +63,9 @@ class SilentProgress:
         pass
 
     def rung_finished(self, label: str) -> None:
+        pass
+
+    def rung_failed(self, label: str, message: str) -> None:
         pass
 
 
@@ -214,11 +221,6 @@ class _Ready:
         self.done = True
 
 
-def _is_local(model: Model) -> bool:
-    """Whether the rung's weights live in this process (so its memory can be measured)."""
-    return model.max_concurrency <= 1
-
-
 async def _load_test(
     model: Model, requests: list[ClassifyRequest], spec: LoadSpec, progress: Progress, label: str
 ) -> list[dict[str, Any]]:
@@ -289,6 +291,43 @@ async def _run_rung(
     batch_size = (
         int(getattr(model.options, "batch_size", 1)) if ref.options.get("batch_size") else 1
     )
+    load_key = (
+        f"load:{stable_hash([fingerprint, keys, measure.load.model_dump()])}"
+        if measure.load is not None
+        else None
+    )
+    load: list[dict[str, Any]] | None = None
+    if load_key is not None and cache:
+        cached_load = cache.get_fact(load_key)
+        load = cached_load["levels"] if cached_load is not None else None
+    mem_key = f"memory:{fingerprint}"
+    measure_mem = measure.memory and model.in_process
+    memory: dict[str, Any] | None = cache.get_fact(mem_key) if cache and measure_mem else None
+
+    # Native code that crashes (llama.cpp, torch) kills the process it runs in: before a rung
+    # of this process is loaded here, it is loaded and asked in a fresh one, which raises
+    # ModelCrashError if it dies. When memory is measured, the memory probe is that process.
+    loads_here = bool(todo) or (load_key is not None and load is None)
+    if model.in_process and (loads_here or (measure_mem and memory is None)):
+        if measure_mem and memory is None:
+            progress.step(label, "measuring memory in a fresh process")
+            train = _train_json(data) if model.needs_training else None
+            probed = await asyncio.to_thread(
+                probe_rung, ref.id, ref.options, requests[:4], train, memory=True
+            )
+            memory = probed.memory
+            if cache and memory is not None:
+                cache.put_fact(mem_key, memory)
+        else:
+            progress.step(label, "loading in a fresh process first")
+            split = _train_json(data)
+            train = (
+                train_subset(split["texts"], split["labels"], split["label_set"])
+                if model.needs_training
+                else None
+            )
+            await asyncio.to_thread(probe_rung, ref.id, ref.options, requests[:1], train)
+
     fresh_wall = 0.0
     if todo:
         await ready()
@@ -314,33 +353,14 @@ async def _run_rung(
     # The load test and the memory probe are measurements of the rung, not answers: they are
     # kept in the cache like answers (an API rung's load test costs money), keyed by what they
     # measured, and taken again with --no-cache.
-    load: list[dict[str, Any]] | None = None
-    if measure.load is not None:
-        load_key = f"load:{stable_hash([fingerprint, keys, measure.load.model_dump()])}"
-        cached_load = cache.get_fact(load_key) if cache else None
-        if cached_load is not None:
-            load = cached_load["levels"]
-        else:
-            await ready()
-            load = await _load_test(model, requests, measure.load, progress, label)
-            if cache:
-                cache.put_fact(load_key, {"levels": load})
+    if measure.load is not None and load is None:
+        await ready()
+        load = await _load_test(model, requests, measure.load, progress, label)
+        if cache and load_key is not None:
+            cache.put_fact(load_key, {"levels": load})
     if cache and ready.done:
         cache.put_fact(facts_key, facts)
     model.close()
-
-    memory: dict[str, Any] | None = None
-    if measure.memory and _is_local(model):
-        mem_key = f"memory:{fingerprint}"
-        memory = cache.get_fact(mem_key) if cache else None
-        if memory is None:
-            progress.step(label, "measuring memory in a fresh process")
-            train = _train_json(data) if model.needs_training else None
-            memory = await asyncio.to_thread(
-                measure_memory, ref.id, ref.options, requests[:4], train
-            )
-            if cache:
-                cache.put_fact(mem_key, memory)
     progress.rung_finished(label)
     # Throughput is measured on the answers this execution produced; a run answered wholly
     # from the cache reports the figure measured when those answers were made.
@@ -381,27 +401,61 @@ async def _run_rung(
     )
 
 
+@dataclass(frozen=True)
+class RungFailure:
+    """A rung that could not be measured: its process died (see ``rung.compare.probe``)."""
+
+    label: str
+    model_id: str
+    error: str
+    signal: str | None = None
+    stage: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "model": self.model_id,
+            "error": self.error,
+            "signal": self.signal,
+            "stage": self.stage,
+        }
+
+
+@dataclass
+class Outcome:
+    """The rungs measured, in the spec's order, and those that failed."""
+
+    runs: list[RungRun]
+    failures: list[RungFailure]
+
+
 async def run_rungs_async(
     prepared: Prepared, *, use_cache: bool = True, progress: Progress | None = None
-) -> list[RungRun]:
+) -> Outcome:
+    """Every rung in turn. A rung whose probe process dies by a signal is recorded as failed
+    and the others still run; any other error stops the run (answers so far stay cached)."""
     progress = progress or SilentProgress()
     cache = ResponseCache(cache_dir() / "responses.sqlite") if use_cache else None
-    results = []
+    outcome = Outcome(runs=[], failures=[])
     try:
         for ref, model in prepared.models:
             try:
-                results.append(await _run_rung(ref, model, prepared, cache, progress))
+                outcome.runs.append(await _run_rung(ref, model, prepared, cache, progress))
+            except ModelCrashError as e:
+                failure = RungFailure(ref.display, model.model_id, str(e), e.signal, e.stage)
+                outcome.failures.append(failure)
+                progress.rung_failed(ref.display, str(e))
             finally:
                 model.close()
     finally:
         if cache:
             cache.close()
-    return results
+    return outcome
 
 
 def run_rungs(
     prepared: Prepared, *, use_cache: bool = True, progress: Progress | None = None
-) -> list[RungRun]:
+) -> Outcome:
     return asyncio.run(run_rungs_async(prepared, use_cache=use_cache, progress=progress))
 
 

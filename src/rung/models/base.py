@@ -195,6 +195,14 @@ class Model(ABC):
     can_embed: ClassVar[bool] = False
     #: how many classify calls the runner may have in flight at once (local models: 1)
     max_concurrency: int = 1
+    #: the weights run inside this process (native code that can crash it: llama.cpp, torch);
+    #: False for rungs behind an API and for cascades, whose own rungs say for themselves
+    in_process: ClassVar[bool] = True
+    #: what to try when the rung's process dies by a signal while it loads or answers
+    crash_hint: ClassVar[str] = (
+        "check that the model's native library matches this machine (reinstall it), or run "
+        "the rung on another machine"
+    )
 
     def __init__(self, name: str, options: BaseModel | None = None) -> None:
         self.name = name

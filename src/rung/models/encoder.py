@@ -355,6 +355,10 @@ class EncoderModel(Model):
     provider: ClassVar[str] = "encoder"
     Options: ClassVar[type[BaseModel]] = EncoderOptions
     can_embed: ClassVar[bool] = True
+    crash_hint: ClassVar[str] = (
+        "check that torch matches this machine (pip install --force-reinstall torch==2.13.0 "
+        "for the CPU build), or try options: {device: cpu}"
+    )
 
     def __init__(self, name: str, options: BaseModel | None = None) -> None:
         super().__init__(name, options)

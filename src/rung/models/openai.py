@@ -293,6 +293,7 @@ class OpenAIModel(Model):
     Options: ClassVar[type[BaseModel]] = OpenAIOptions
     can_generate: ClassVar[bool] = True
     can_stream: ClassVar[bool] = True
+    in_process: ClassVar[bool] = False  # the model runs behind the API
 
     def __init__(self, name: str, options: BaseModel | None = None) -> None:
         super().__init__(name, options)

@@ -543,6 +543,10 @@ class TransformersModel(Model):
     provider: ClassVar[str] = "transformers"
     Options: ClassVar[type[BaseModel]] = TransformersOptions
     can_generate: ClassVar[bool] = True
+    crash_hint: ClassVar[str] = (
+        "check that torch matches this machine (pip install --force-reinstall torch==2.13.0 "
+        "for the CPU build), or try options: {device: cpu}"
+    )
     max_concurrency: int = 1
 
     def __init__(self, name: str, options: BaseModel | None = None) -> None:

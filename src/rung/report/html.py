@@ -96,7 +96,7 @@ def _header(results: Mapping[str, Any]) -> str:
     )
 
 
-def _summary(rungs: Sequence[Mapping[str, Any]]) -> str:
+def _summary(rungs: Sequence[Mapping[str, Any]], failed: Sequence[Mapping[str, Any]] = ()) -> str:
     headers = [
         "rung", "accuracy [95% CI]", "macro-F1 [95% CI]", "invalid", "p50 ms", "p95 ms",
         "p99 ms", "examples/s", "tokens in / out", "$ / 1k req", "peak RSS", "est. memory",
@@ -145,6 +145,7 @@ def _summary(rungs: Sequence[Mapping[str, Any]]) -> str:
         _table(headers, rows, "figures"),
         Markup("</div>"),
         Markup(f"<p>{_e(verdict)}</p>"),
+        *(Markup(f'<p class="failed">Not measured: {_e(f["error"])}</p>') for f in failed),
     )
 
 
@@ -505,7 +506,7 @@ def render_html(
     predictions.jsonl) and, when given, ``advice`` (``Advice.to_json()``)."""
     rungs = results["rungs"]
     sections = [
-        _summary(rungs),
+        _summary(rungs, results.get("failed") or ()),
         _advice(advice),
         _pareto(rungs),
         _load(rungs),

@@ -184,6 +184,8 @@ def render_markdown(results: dict[str, Any], disagreements: Sequence[Disagreemen
             f"Its interval overlaps those of {', '.join(tied)}: on this sample they are not "
             "clearly worse."
         )
+    for failed in results.get("failed") or []:
+        out += ["", f"Not measured: {failed['label']}: {failed['error']}"]
     out += _cost_memory_section(results)
     out += _load_section(rungs)
     out += ["", "## Per class", ""]

@@ -254,6 +254,10 @@ class CascadeModel(Model):
     def needs_training(self) -> bool:  # type: ignore[override]
         return any(m.needs_training for m in self.rungs)
 
+    @property
+    def in_process(self) -> bool:  # type: ignore[override]
+        return any(m.in_process for m in self.rungs)
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def check(self) -> None:

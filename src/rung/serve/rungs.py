@@ -23,7 +23,15 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from rung.compare.cost import TokenPrice
-from rung.errors import ConfigurationError, DataError, RungError, SpecError
+from rung.compare.probe import probe_rung, train_subset
+from rung.errors import (
+    ConfigurationError,
+    DataError,
+    ModelCrashError,
+    ModelLoadError,
+    RungError,
+    SpecError,
+)
 from rung.models import registry
 from rung.models.base import (
     ChatMessage,
@@ -33,6 +41,7 @@ from rung.models.base import (
     GenerationDelta,
     Model,
     Prediction,
+    stable_hash,
 )
 from rung.models.runtime import ModelRuntime
 from rung.serve.config import CascadeEntry, ModelEntry, ServeConfig, TrainSpec
@@ -394,9 +403,12 @@ async def close_models(served: dict[str, ServedModel]) -> None:
             log.warning("closing %s failed: %s", model.name, e)
 
 
-def check_can_load(config: ServeConfig) -> None:
-    """Cheap checks before the server starts: every model id resolves, its options are valid,
-    its files are there, and a model that trains has training data."""
+def check_can_load(config: ServeConfig, *, probe: bool = True) -> None:
+    """Checks before the server starts: every model id resolves, its options are valid, its
+    files are there, and a model that trains has training data. With ``probe``, each model that
+    runs in this process is then loaded and asked once in a fresh process (see
+    ``rung.compare.probe``): one whose native code crashes is refused with a line naming it,
+    before the server loads anything."""
     entries: list[tuple[str, str, dict[str, Any], ModelEntry | CascadeEntry]] = [
         (e.public_name, e.id, e.options, e) for e in config.models
     ]
@@ -415,3 +427,49 @@ def check_can_load(config: ServeConfig) -> None:
             raise ConfigurationError(
                 f"training data of {name} not found: {config.resolve(served.train.path)}"
             )
+    if probe:
+        # A cascade's rungs are probed one by one, each model once however often it is served.
+        leaves: dict[str, tuple[str, str, dict[str, Any], ModelEntry | CascadeEntry]] = {}
+        for name, model_id, options, served in entries:
+            parts = (
+                [(str(r["model"]), dict(r.get("options") or {})) for r in served.rungs]
+                if isinstance(served, CascadeEntry)
+                else [(model_id, options)]
+            )
+            for part_id, part_options in parts:
+                key = stable_hash([part_id, part_options])
+                leaves.setdefault(key, (name, part_id, part_options, served))
+        for name, model_id, options, served in leaves.values():
+            _probe(name, model_id, options, served, config)
+
+
+def _probe(
+    name: str,
+    model_id: str,
+    options: dict[str, Any],
+    served: ModelEntry | CascadeEntry,
+    config: ServeConfig,
+) -> None:
+    """Load and ask one served model in a fresh process; a crash there refuses the config."""
+    model = registry.create(model_id, options)
+    if not model.in_process:
+        return
+    labels = tuple(served.labels or ())
+    train = None
+    if served.train is not None:
+        data = _train_data(name, served.train, served.labels, config.base_dir)
+        labels = data.labels
+        if model.needs_training:
+            texts, gold = [ex.text for ex in data.train], [ex.label for ex in data.train]
+            train = train_subset(texts, gold, data.labels)
+    # A generative rung is asked for a few tokens (the decode loop is where native code
+    # crashes); any other answers one text.
+    requests = [] if model.can_generate else [ClassifyRequest("rung probe", labels, ())]
+    log.info("loading %s (%s) in a fresh process first", name, model_id)
+    try:
+        probe_rung(model_id, options, requests, train, generate=model.can_generate)
+    except ModelCrashError as e:
+        raise ModelLoadError(
+            f"{name} cannot be served: {e}; fix it or remove it from the serve config "
+            "(rung serve --no-probe skips this check)"
+        ) from None
