@@ -43,6 +43,7 @@ from rung.errors import (
     SpecError,
     validation_message,
 )
+from rung.export.folder import check_out, publish, staging
 from rung.models.encoder import (
     HEAD_FILE,
     encoder_folder,
@@ -51,7 +52,7 @@ from rung.models.encoder import (
     sequence_probabilities,
 )
 from rung.tasks.metrics import bootstrap_ci
-from rung.tune.card import build_card, check_out, publish, staging, write_cards
+from rung.tune.card import build_card, write_cards
 from rung.tune.progress import NullProgress, TuneProgress
 
 if TYPE_CHECKING:

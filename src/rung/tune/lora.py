@@ -20,7 +20,7 @@ The folder (written beside ``out`` and renamed into place when complete):
   usually on disk already (the bundled GGUF, the hub cache), so the adapter alone is the
   default, a hundredth of the size; ``merged/`` makes the folder stand alone on a machine
   without the base, and loads faster;
-- ``model-<type>.gguf`` — with ``gguf=``: the merged weights for llama.cpp (rung.tune.gguf_export);
+- ``model-<type>.gguf`` — with ``gguf=``: the merged weights for llama.cpp (rung.export.gguf);
 - ``rung.json`` (machine-readable card) and ``README.md`` (model card).
 
 Determinism: one seed sets the adapters' initial weights, the dropout masks and the order of
@@ -52,6 +52,7 @@ from rung.errors import (
     did_you_mean,
     validation_message,
 )
+from rung.export.folder import check_out, file_sha256, publish, staging
 from rung.models.base import ChatMessage
 from rung.models.transformers import (
     ADAPTER_CONFIG,
@@ -64,10 +65,9 @@ from rung.models.transformers import (
     render_prompt,
 )
 from rung.tasks.data import detect_format, jsonl_records, read_text
-from rung.tune.card import check_out, file_sha256, publish, staging
 
 if TYPE_CHECKING:
-    from rung.tune.gguf_export import GgufExport, GgufType
+    from rung.export.gguf import GgufExport, GgufType
 
 __all__ = [
     "DEFAULT_BASE",
@@ -754,7 +754,7 @@ def tune_lora(
     base_id = _base_id(backend)
     base_gguf: Path | None = None
     if gguf is not None:
-        from rung.tune.gguf_export import GGUF_TYPES, check_exportable
+        from rung.export.gguf import GGUF_TYPES, check_exportable
 
         if gguf not in GGUF_TYPES:
             raise ConfigurationError(
@@ -802,7 +802,7 @@ def tune_lora(
         del model, peft_model
         exported: GgufExport | None = None
         if gguf is not None and base_gguf is not None:
-            from rung.tune.gguf_export import write_merged_gguf
+            from rung.export.gguf import write_merged_gguf
 
             progress.phase(f"writing the {gguf} GGUF")
             exported = write_merged_gguf(tmp, base_gguf, tmp / f"model-{gguf}.gguf", outtype=gguf)
