@@ -351,7 +351,7 @@ def tune_cmd(
     """Fine-tune an encoder classifier on DATA (or a compare spec's task) into --out."""
     from rung.export.folder import check_out, file_sha256
     from rung.tasks.classify import load_task_data
-    from rung.tune.classifier import check_base, options_from, resolve_base, tune_classifier
+    from rung.tune.encoder import check_base, options_from, resolve_base, tune_classifier
 
     if out is None:
         raise SpecError(
