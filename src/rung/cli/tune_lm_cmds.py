@@ -26,7 +26,7 @@ from rung.errors import ConfigurationError
 
 __all__ = ["export_gguf_cmd", "register", "tune_lm_cmd"]
 
-DEFAULT_BASE = "transformers:smollm2-135m-instruct"  # rung.tune.lora's, without importing it
+DEFAULT_BASE = "transformers:smollm2-135m-instruct"  # rung.tune.lm's, without importing it
 
 
 class LoraDisplay(LiveDisplay):
@@ -192,7 +192,7 @@ def tune_lm_cmd(
 ) -> None:
     """Fine-tune a small causal LM with LoRA on DATA; write a folder that is a rung."""
     from rung.export.gguf import GGUF_TYPES
-    from rung.tune.lora import options_from, read_pairs, split_validation, tune_lora
+    from rung.tune.lm import options_from, read_pairs, split_validation, tune_lora
 
     if fmt is not None and fmt not in ("jsonl", "csv", "tsv"):
         raise ConfigurationError(f"--format {fmt!r} is not one of jsonl, csv, tsv")
