@@ -104,8 +104,8 @@ def main() -> int:
 
     import torch
 
+    from rung.export.onnx import export_onnx
     from rung.models import registry
-    from rung.tune.onnx import export_onnx
 
     torch.set_num_threads(args.threads)
     data = _split()

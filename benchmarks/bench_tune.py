@@ -90,9 +90,9 @@ class Bar:
 
 def run(dataset: str, args: argparse.Namespace, work: Path) -> tuple[list[list[str]], bool]:
     from rung.compare import compare_spec, parse_spec
+    from rung.export.folder import file_sha256
     from rung.tasks.classify import ClassifyTask, load_task_data
     from rung.tune import TuneOptions, tune_classifier
-    from rung.tune.card import file_sha256
 
     task_dict = _task(dataset)
     task = ClassifyTask.model_validate(task_dict)

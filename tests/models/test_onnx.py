@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from rung.errors import ConfigurationError, DataError, ModelLoadError, ModelNotFoundError
+from rung.export.onnx import export_onnx
 from rung.models import registry
 from rung.models.base import ClassifyRequest, Prediction, run_sync
 from rung.models.runtime import BatchPolicy, ModelRuntime
 from rung.tasks.data import read_examples
-from rung.tune.onnx import export_onnx
 
 LABELS = ("negative", "neutral", "positive")
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rung.export.onnx import export_onnx
 from rung.models import registry
 from rung.models.base import ClassifyRequest, run_sync
 from rung.serve import create_app, parse_config
-from rung.tune.onnx import export_onnx
 from tests.serve.harness import AppHarness
 
 LABELS = ["negative", "neutral", "positive"]

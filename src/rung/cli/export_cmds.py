@@ -35,8 +35,8 @@ def onnx_cmd(
     ] = False,
 ) -> None:
     """Export a tuned encoder classifier to ONNX, int8-quantized, as its own rung (onnx:OUT)."""
+    from rung.export.onnx import export_onnx
     from rung.report.markdown import fmt_bytes
-    from rung.tune.onnx import export_onnx
 
     with console.status(f"exporting {source} to ONNX and checking it against PyTorch"):
         result = export_onnx(

@@ -349,9 +349,9 @@ def tune_cmd(
     ] = False,
 ) -> None:
     """Fine-tune an encoder classifier on DATA (or a compare spec's task) into --out."""
+    from rung.export.folder import check_out, file_sha256
     from rung.tasks.classify import load_task_data
-    from rung.tune.card import check_out, file_sha256
-    from rung.tune.classifier import check_base, options_from, resolve_base, tune_classifier
+    from rung.tune.encoder import check_base, options_from, resolve_base, tune_classifier
 
     if out is None:
         raise SpecError(

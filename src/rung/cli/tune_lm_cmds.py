@@ -26,7 +26,7 @@ from rung.errors import ConfigurationError
 
 __all__ = ["export_gguf_cmd", "register", "tune_lm_cmd"]
 
-DEFAULT_BASE = "transformers:smollm2-135m-instruct"  # rung.tune.lora's, without importing it
+DEFAULT_BASE = "transformers:smollm2-135m-instruct"  # rung.tune.lm's, without importing it
 
 
 class LoraDisplay(LiveDisplay):
@@ -191,8 +191,8 @@ def tune_lm_cmd(
     ),
 ) -> None:
     """Fine-tune a small causal LM with LoRA on DATA; write a folder that is a rung."""
-    from rung.tune.gguf_export import GGUF_TYPES
-    from rung.tune.lora import options_from, read_pairs, split_validation, tune_lora
+    from rung.export.gguf import GGUF_TYPES
+    from rung.tune.lm import options_from, read_pairs, split_validation, tune_lora
 
     if fmt is not None and fmt not in ("jsonl", "csv", "tsv"):
         raise ConfigurationError(f"--format {fmt!r} is not one of jsonl, csv, tsv")
@@ -314,7 +314,7 @@ def export_gguf_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ) -> None:
     """Write the merged weights of a tune-lm folder as a GGUF file for llama.cpp."""
-    from rung.tune.gguf_export import GGUF_TYPES, export_gguf
+    from rung.export.gguf import GGUF_TYPES, export_gguf
 
     if outtype not in GGUF_TYPES:
         raise ConfigurationError(f"--type {outtype!r} is not one of {', '.join(GGUF_TYPES)}")

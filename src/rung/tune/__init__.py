@@ -1,7 +1,13 @@
-"""tune: fine-tune a small encoder classifier on labelled data, into a folder that is a rung
-(``encoder:<folder>``)."""
+"""tune: fine-tune a small model on the user's data, into a folder that is a rung.
 
-from rung.tune.classifier import TuneOptions, TuneResult, tune_classifier
-from rung.tune.progress import NullProgress, TuneProgress
+- ``encoder/`` — an encoder classifier (full fine-tune or setfit): ``encoder:<folder>``;
+- ``lm/`` — LoRA adapters on a small causal LM: ``transformers:<folder>``;
+- ``distill`` — a teacher rung labels the texts, an encoder student learns from its labels.
+
+The folders are written through ``rung.export.folder``; ``rung.export`` also turns them into
+ONNX (encoders) and GGUF (LoRA) files for other runtimes.
+"""
+
+from rung.tune.encoder import NullProgress, TuneOptions, TuneProgress, TuneResult, tune_classifier
 
 __all__ = ["NullProgress", "TuneOptions", "TuneProgress", "TuneResult", "tune_classifier"]

@@ -32,12 +32,13 @@ from rung.compare.cost import CostSpec, machine_cost, token_price
 from rung.compare.runner import Progress, ask_through_cache
 from rung.compare.spec import CompareSpec, ModelRef
 from rung.errors import DataError, SpecError, did_you_mean
+from rung.export.folder import check_out
 from rung.models import registry
 from rung.models.base import Prediction
 from rung.tasks.classify import TaskData, build_requests, few_shot_examples, load_task_data
 from rung.tasks.data import DataFormat, Example, read_examples
 from rung.tasks.metrics import accuracy, bootstrap_ci, macro_f1
-from rung.tune.card import check_out
+from rung.tune.encoder import TuneOptions, tune_classifier
 
 __all__ = [
     "DistillReport",
@@ -420,8 +421,6 @@ def train_student(
     """Fine-tune ``student_base`` on the teacher's kept labels with ``rung tune``, score the
     student and the teacher on the gold test split, and write ``distill.json`` beside the
     student's model card."""
-    from rung.tune import TuneOptions, tune_classifier
-
     options = tune_options if tune_options is not None else TuneOptions()
     data, stats = labelled.data, labelled.stats
     labels = list(data.labels)

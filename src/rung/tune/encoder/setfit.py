@@ -24,23 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 from rung.errors import MissingDependencyError, ModelLoadError
 from rung.models.encoder import HEAD_FILE, head_probabilities
-from rung.tune.classifier import (
-    INSTALL,
-    EarlyStopping,
-    Split,
-    Trained,
-    TuneOptions,
-    head_arrays,
-    optimizer_for,
-    score,
-)
-from rung.tune.progress import TuneProgress
+from rung.tune.encoder.evaluation import EarlyStopping, score
+from rung.tune.encoder.heads import head_arrays, quiet_transformers
+from rung.tune.encoder.method import Trained, optimizer_for
+from rung.tune.encoder.options import INSTALL, TuneOptions
+from rung.tune.encoder.progress import TuneProgress
+from rung.tune.encoder.splits import Split
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-__all__ = ["head_arrays", "make_pairs", "train_setfit"]
+__all__ = ["make_pairs", "train_setfit"]
 
 MAX_ITER = 1000
 
@@ -98,10 +93,8 @@ def train_setfit(
         from sklearn.linear_model import LogisticRegression
     except ImportError as e:
         raise MissingDependencyError("rung tune --method setfit", INSTALL) from e
-    from rung.tune.classifier import _quiet_transformers
-
     torch.manual_seed(options.seed)
-    with _quiet_transformers():
+    with quiet_transformers():
         try:
             st = SentenceTransformer(str(folder), device=device, local_files_only=True)
         except Exception as e:  # the boundary: any failure to build the model is a load error

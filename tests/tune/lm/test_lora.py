@@ -18,13 +18,11 @@ from rung.models import registry
 from rung.models.base import ChatMessage, ClassifyRequest, GenerateRequest, run_sync
 from rung.models.bundled import minilm_l6_dir, smollm2_135m_gguf
 from rung.models.transformers import TransformersModel
-from rung.tune.lora import (
+from rung.tune.lm import (
     LoraOptions,
     LoraResult,
     NullLoraProgress,
     TrainExample,
-    _collate,
-    _encode,
     fit_lora,
     mean_loss,
     options_from,
@@ -32,6 +30,7 @@ from rung.tune.lora import (
     split_validation,
     tune_lora,
 )
+from rung.tune.lm.encoding import collate, encode
 
 BASE = "transformers:smollm2-135m-instruct"
 SYSTEM = "Summarize the dialogue in one or two sentences."
@@ -200,7 +199,7 @@ def test_served_adapter_reproduces_the_trained_loss(
     """Base + saved adapter, merged at load, scores the validation examples exactly as the
     kept adapter did in training: what was saved is what was trained (and kept)."""
     model, tok = served.pretrained()
-    encoded = [_encode(tok, e, OPTIONS.max_length, BASE) for e in dialogues[N_TRAIN:]]
+    encoded = [encode(tok, e, OPTIONS.max_length, BASE) for e in dialogues[N_TRAIN:]]
     loss = mean_loss(model, encoded, 4, tok.pad_token_id, "cpu")
     assert loss == pytest.approx(tuned[0].validation_loss, abs=2e-3)
 
@@ -241,7 +240,7 @@ def test_same_seed_same_run(served: TransformersModel, dialogues: list[TrainExam
     (Loading is deterministic dequantization; it is left out to keep the test short.)"""
     model, tok = served.pretrained()
     tiny = LoraOptions(max_length=64, batch_size=2, max_steps=2, lr=1e-3, dropout=0.1, seed=7)
-    encoded = [_encode(tok, e, tiny.max_length, BASE) for e in dialogues[:3]]
+    encoded = [encode(tok, e, tiny.max_length, BASE) for e in dialogues[:3]]
 
     def run(seed: int) -> tuple[float, dict[str, Any]]:
         options = tiny.model_copy(update={"seed": seed})
@@ -270,9 +269,9 @@ def test_same_seed_same_run(served: TransformersModel, dialogues: list[TrainExam
 
 def test_loss_is_on_the_completion_only(tokenizer: Any, dialogues: list[TrainExample]) -> None:
     example = dialogues[0]
-    encoded = _encode(tokenizer, example, 512, BASE)
+    encoded = encode(tokenizer, example, 512, BASE)
     assert not encoded.truncated
-    batch = _collate([encoded, _encode(tokenizer, dialogues[1], 512, BASE)], 2, "cpu")
+    batch = collate([encoded, encode(tokenizer, dialogues[1], 512, BASE)], 2, "cpu")
     labels = batch["labels"][0].tolist()
     n = encoded.n_prompt
     assert labels[:n] == [-100] * n
@@ -294,7 +293,7 @@ def test_long_examples_are_cut_in_the_input(tokenizer: Any, shared_data: Path) -
     longest = max((json.loads(r) for r in rows), key=lambda r: len(r["dialogue"]))
     example = TrainExample.of(longest["dialogue"], longest["summary"], system=SYSTEM)
     for limit in (64, 128, 256):
-        encoded = _encode(tokenizer, example, limit, BASE)
+        encoded = encode(tokenizer, example, limit, BASE)
         assert encoded.truncated and len(encoded.ids) <= limit
         prompt = tokenizer.decode(encoded.ids[: encoded.n_prompt])
         assert prompt.startswith("<|im_start|>system\n" + SYSTEM)  # the markup is intact
@@ -310,7 +309,7 @@ def test_plain_format_without_a_chat_template(
     template = tokenizer.chat_template
     tokenizer.chat_template = None
     try:
-        encoded = _encode(tokenizer, dialogues[0], 512, BASE)
+        encoded = encode(tokenizer, dialogues[0], 512, BASE)
     finally:
         tokenizer.chat_template = template
     assert tokenizer.decode(encoded.ids[: encoded.n_prompt]).endswith("\nAnswer:")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from rung.errors import ModelLoadError, ModelNotFoundError, RunError
+from rung.export.onnx import export_onnx
 from rung.models.bundled import minilm_l6_dir
 from rung.tasks.data import read_examples
-from rung.tune.onnx import export_onnx
 
 LABELS = ["negative", "neutral", "positive"]
 

@@ -21,8 +21,9 @@ from rung.models.encoder import EncoderModel, sequence_probabilities
 from rung.tasks.classify import load_task_data
 from rung.tasks.data import Example, read_examples
 from rung.tune import TuneOptions, TuneResult, tune_classifier
-from rung.tune.classifier import EarlyStopping, Split, _split_validation
-from rung.tune.progress import NullProgress
+from rung.tune.encoder.evaluation import EarlyStopping
+from rung.tune.encoder.progress import NullProgress
+from rung.tune.encoder.splits import Split, split_validation
 
 LABELS = ("negative", "neutral", "positive")
 #: short texts and one thread: a few seconds per epoch on a busy 2-core machine
@@ -311,11 +312,11 @@ def test_an_existing_model_is_kept_without_force(
 def test_the_validation_split_is_stratified_with_every_label_on_both_sides() -> None:
     labels = ["a"] * 50 + ["b"] * 8 + ["c"] * 2
     split = Split([f"text {i}" for i in range(60)], labels)
-    train, val = _split_validation(split, ["a", "b", "c"], 0.1, seed=0)
+    train, val = split_validation(split, ["a", "b", "c"], 0.1, seed=0)
     assert Counter(val.labels) == {"a": 5, "b": 1, "c": 1}
     assert Counter(train.labels) == {"a": 45, "b": 7, "c": 1}
     assert not set(train.texts) & set(val.texts)
-    again = _split_validation(split, ["a", "b", "c"], 0.1, seed=0)
+    again = split_validation(split, ["a", "b", "c"], 0.1, seed=0)
     assert again == (train, val)
 
 

@@ -1,107 +1,22 @@
-"""The tuned classifier folder: the refusal to overwrite what is there, the write beside ``out``
-then rename into place, and the two model cards: ``rung.json`` for machines, ``README.md``
-(Hugging Face model-card style) for people.
-
-A run writes into a hidden folder next to ``out`` (``.<name>.partial-*``) and renames it to
-``out`` only once every file is there, so an interrupted or failed run leaves the old model (or
-nothing) at ``out``, never half a folder. ``--force`` swaps an existing model out only then.
+"""The model cards of a tuned classifier folder: ``rung.json`` for machines, ``README.md``
+(Hugging Face model-card style) for people. The folder itself is written through
+``rung.export.folder`` (beside ``out``, then renamed into place).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import rung
-from rung.errors import RunError
-from rung.models.encoder import CARD_FILE, HEAD_FILE
+from rung.models.encoder import CARD_FILE
 
-__all__ = [
-    "CARD_FILE",
-    "HEAD_FILE",
-    "build_card",
-    "check_out",
-    "file_sha256",
-    "publish",
-    "render_readme",
-    "staging",
-    "write_cards",
-]
+__all__ = ["build_card", "render_readme", "write_cards"]
 
-#: files that make a folder a model (what --force may replace)
-MODEL_FILES = (CARD_FILE, "config.json", "modules.json", "model.safetensors", HEAD_FILE)
 #: hub ids of the bundled names, for the README's base_model (the Hub links it)
 HUB_IDS = {"encoder:minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
-
-
-def check_out(out: Path, force: bool) -> None:
-    """Refuse an ``out`` that would lose something: a file, a folder with other content, or a
-    model (unless ``force``)."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise RunError(f"{out} is a file; give --out the path of a folder for the model")
-    if not any(out.iterdir()):
-        return
-    if any((out / name).exists() for name in MODEL_FILES):
-        if force:
-            return
-        raise RunError(
-            f"{out} already holds a model; pass --force to replace it (the old one is kept "
-            "until the new one is complete), or choose another --out"
-        )
-    raise RunError(
-        f"{out} is not empty and holds no model; give --out a new or empty folder (--force "
-        "replaces a model folder only, never other files)"
-    )
-
-
-@contextmanager
-def staging(out: Path) -> Iterator[Path]:
-    """A fresh hidden folder beside ``out`` (same file system, so the final rename is atomic);
-    removed on the way out, whatever happened."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    except OSError as e:
-        raise RunError(f"cannot write beside {out}: {e}; choose a writable --out") from e
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def publish(tmp: Path, out: Path) -> None:
-    """Rename the complete folder ``tmp`` to ``out``; an existing ``out`` is moved aside first
-    and deleted only after the rename succeeded."""
-    old: Path | None = None
-    try:
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            out.rename(old)
-        tmp.rename(out)
-    except OSError as e:
-        if old is not None and not out.exists():
-            old.rename(out)
-        raise RunError(f"cannot move the new model into {out}: {e}; check the folder") from e
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_card(

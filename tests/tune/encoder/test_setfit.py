@@ -17,8 +17,9 @@ from rung.models.base import ClassifyRequest, run_sync
 from rung.models.encoder import EncoderModel, head_probabilities
 from rung.tasks.data import Example, read_examples
 from rung.tune import TuneOptions, TuneResult, tune_classifier
-from rung.tune.classifier import Split
-from rung.tune.setfit import head_arrays, make_pairs
+from rung.tune.encoder.heads import head_arrays
+from rung.tune.encoder.setfit import make_pairs
+from rung.tune.encoder.splits import Split
 
 LABELS = ("negative", "neutral", "positive")
 

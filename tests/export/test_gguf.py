@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from rung.errors import ConfigurationError, ModelLoadError, RunError
+from rung.export import gguf as gguf_export
+from rung.export.gguf import check_exportable, export_gguf
 from rung.models import registry
 from rung.models.base import ChatMessage, GenerateRequest, run_sync
 from rung.models.bundled import smollm2_135m_gguf
 from rung.models.transformers import TransformersModel, resolve_source
-from rung.tune import gguf_export
-from rung.tune.gguf_export import check_exportable, export_gguf
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 RANK = 8
