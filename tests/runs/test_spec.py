@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from rung.runs.spec import CompareSpec, load_spec
 
-from rung.compare.spec import CompareSpec, load_spec
 from rung.errors import SpecError
 
 REPO = Path(__file__).resolve().parents[2]
