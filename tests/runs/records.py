@@ -14,9 +14,9 @@ from rung.runs import (
     MemoryMb,
     Metric,
     PredictionRow,
-    RunResults,
     RungCost,
     RungResult,
+    RunResults,
     TaskSummary,
     Tokens,
 )
@@ -94,9 +94,7 @@ def rung_result(
         label=label,
         n=n,
         quality=quality(accuracy, ci, macro_f1, labels),
-        latency_ms=Latency(
-            p50=p95 / 2 if p50 is None else p50, p95=p95, p99=p95, mean=p95 / 2
-        ),
+        latency_ms=Latency(p50=p95 / 2 if p50 is None else p50, p95=p95, p99=p95, mean=p95 / 2),
         tokens=Tokens(
             in_=round(tokens_in * n),
             out=round(tokens_out * n),

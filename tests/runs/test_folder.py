@@ -11,7 +11,7 @@ import yaml
 from rung.errors import DataError, RunError
 from rung.runs import RunFolder, parse_spec
 from rung.runs.spec import spec_as_run
-from tests.runs.records import prediction, rung_result, run_results
+from tests.runs.records import prediction, run_results, rung_result
 
 SPEC = {
     "task": {"type": "classify", "data": {"path": "data/reviews.csv"}},

@@ -17,7 +17,7 @@ from rung.runs import (
     PredictionRow,
     RunResults,
 )
-from tests.runs.records import load_level, prediction, rung_result, run_results
+from tests.runs.records import load_level, prediction, run_results, rung_result
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,7 +91,7 @@ def test_what_is_not_a_record_of_this_version_is_refused_by_field() -> None:
 
 
 def test_every_task_type_has_a_quality_model_with_named_metrics() -> None:
-    assert QUALITY_MODELS == {"classify": ClassifyQuality}
+    assert list(QUALITY_MODELS) == ["classify"] and QUALITY_MODELS["classify"] is ClassifyQuality
     quality = _sample().rungs[1].quality
     assert list(quality.metrics()) == ["accuracy", "macro_f1"]
     assert quality.metrics()[quality.primary].value == 0.9

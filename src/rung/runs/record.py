@@ -34,8 +34,8 @@ __all__ = [
     "RungCost",
     "RungResult",
     "TaskSummary",
-    "Tokens",
     "TimeToFirstToken",
+    "Tokens",
 ]
 
 RECORD_VERSION = 1
@@ -221,9 +221,6 @@ class RunResults(Record):
                 )
         return self
 
-    def rung(self, label: str) -> RungResult | None:
-        return next((r for r in self.rungs if r.label == label), None)
-
     def to_json(self) -> dict[str, Any]:
         """The record as results.json holds it."""
         return self.model_dump(
@@ -247,7 +244,9 @@ class PredictionRow(Record):
     confidence: float | None = Field(
         description="The score of the answer, where the rung gives one."
     )
-    scores: dict[str, float] = Field(description="A probability per label, where the rung gives them.")
+    scores: dict[str, float] = Field(
+        description="A probability per label, where the rung gives them."
+    )
     latency_ms: float = Field(description="How long the answer took.")
     tokens_in: int = Field(description="Input tokens.")
     tokens_out: int = Field(description="Output tokens.")
