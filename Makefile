@@ -60,6 +60,8 @@ bench: install-dev system-deps
 schema: install
 	$(BIN)/rung schema > schemas/compare-spec.schema.json
 	$(BIN)/rung serve --schema > schemas/serve-config.schema.json
+	$(BIN)/rung schema results > schemas/run-results.schema.json
+	$(BIN)/rung schema prediction > schemas/prediction-row.schema.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -35,7 +35,8 @@ RUNGS = ["encoder:minilm-l6", "llamacpp:gemma-3-270m", "llamacpp:smollm2-135m-in
 
 
 def run_compare(out: Path, test_size: int, use_cache: bool) -> Path:
-    from rung.compare import compare_spec, parse_spec
+    from rung.app import compare_spec
+    from rung.runs import parse_spec
 
     if not DATA.is_file():
         raise SystemExit(f"the financial phrasebank is missing: expected {DATA}")

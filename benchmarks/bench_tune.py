@@ -89,8 +89,9 @@ class Bar:
 
 
 def run(dataset: str, args: argparse.Namespace, work: Path) -> tuple[list[list[str]], bool]:
-    from rung.compare import compare_spec, parse_spec
+    from rung.app import compare_spec
     from rung.export.folder import file_sha256
+    from rung.runs import parse_spec
     from rung.tasks.classify import ClassifyTask, load_task_data
     from rung.tune import TuneOptions, tune_classifier
 
@@ -152,28 +153,28 @@ def run(dataset: str, args: argparse.Namespace, work: Path) -> tuple[list[list[s
     goal = GOALS[dataset]
     rows: list[list[str]] = []
     ok = True
-    for r in compared.results["rungs"]:
-        acc = r["quality"]["accuracy"]
-        f1 = r["quality"]["macro_f1"]
-        tuned = r["label"] == "minilm-l6 fine-tuned"
-        seconds = result.train_seconds if tuned else r.get("fit_s")
+    for r in compared.results.rungs:
+        acc = r.quality.accuracy
+        f1 = r.quality.macro_f1
+        tuned = r.label == "minilm-l6 fine-tuned"
+        seconds = result.train_seconds if tuned else r.fit_s
         met = ""
         if tuned:
-            met = "met" if acc["value"] >= goal else "NOT MET"
-            ok &= acc["value"] >= goal
+            met = "met" if acc.value >= goal else "NOT MET"
+            ok &= acc.value >= goal
             if dataset == "fpb":
                 in_time = result.train_seconds < FPB_TIME_GOAL_S
                 met += f", {'under' if in_time else 'OVER'} 10 min"
                 ok &= in_time
             recorded = result.test["accuracy"] if result.test else None
-            if recorded is None or abs(recorded - acc["value"]) > 1.5 / len(data.test):
+            if recorded is None or abs(recorded - acc.value) > 1.5 / len(data.test):
                 met += f" (rung.json says {recorded})"
         rows.append(
             [
                 dataset,
-                r["label"],
-                f"{acc['value']:.4f} [{acc['ci95'][0]:.3f}-{acc['ci95'][1]:.3f}]",
-                f"{f1['value']:.4f} [{f1['ci95'][0]:.3f}-{f1['ci95'][1]:.3f}]",
+                r.label,
+                f"{acc.value:.4f} [{acc.ci95[0]:.3f}-{acc.ci95[1]:.3f}]",
+                f"{f1.value:.4f} [{f1.ci95[0]:.3f}-{f1.ci95[1]:.3f}]",
                 "-" if seconds is None else f"{seconds:.0f}",
                 f">= {goal} {met}" if tuned else "",
             ]

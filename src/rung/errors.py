@@ -109,5 +109,5 @@ def validation_message(e: ValidationError) -> str:
         elif err["type"] == "missing":
             parts.append(f"missing field {loc!r}")
         else:
-            parts.append(f"{loc}: {err['msg']}")
+            parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
     return "; ".join(parts)

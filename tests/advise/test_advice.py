@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -11,6 +10,8 @@ from rung.advise.advice import Constraints, advise, parse_results
 from rung.catalog.cards import ModelCard
 from rung.catalog.prices import ApiPrice
 from rung.errors import DataError
+from rung.runs import LoadLevel, RungResult, RunResults
+from tests.runs.records import load_level, run_results, rung_result
 
 GB = 10**9
 
@@ -25,26 +26,19 @@ def rung(
     params: int | None = None,
     tokens_in: float = 100.0,
     f1: tuple[float, float, float] | None = None,
-    load: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    f1v, f1lo, f1hi = f1 or (acc, ci[0], ci[1])
-    row: dict[str, Any] = {
-        "label": label,
-        "model": f"test:{label}",
-        "n": 200,
-        "quality": {
-            "accuracy": {"value": acc, "ci95": list(ci)},
-            "macro_f1": {"value": f1v, "ci95": [f1lo, f1hi]},
-        },
-        "latency_ms": {"p50": p95 / 2, "p95": p95, "mean": p95 / 2},
-        "throughput_per_s": thr,
-        "params": params,
-        "file_size_bytes": None,
-        "tokens": {"in_per_request": tokens_in, "out_per_request": 1.0},
-    }
-    if load is not None:
-        row["load"] = load
-    return row
+    load: list[LoadLevel] | None = None,
+) -> RungResult:
+    return rung_result(
+        label,
+        acc,
+        ci,
+        macro_f1=f1,
+        p95=p95,
+        throughput=thr,
+        params=params,
+        tokens_in=tokens_in,
+        load=load,
+    )
 
 
 def local(label: str, params: int, weights: int, kv_per_token: int = 2 * 24 * 4 * 64) -> ModelCard:
@@ -76,15 +70,15 @@ def api(label: str, input_per_mtok: float = 1.0, output_per_mtok: float = 4.0) -
     )
 
 
-def ladder() -> tuple[dict[str, Any], dict[str, ModelCard]]:
+def ladder() -> tuple[RunResults, dict[str, ModelCard]]:
     """A small encoder, a 1.5B local model and an API model, as a compare run reports them."""
-    results = {
-        "rungs": [
+    results = run_results(
+        [
             rung("tiny", 0.80, (0.74, 0.86), p95=8, thr=100, params=22_000_000),
             rung("mid", 0.84, (0.79, 0.89), p95=400, thr=2, params=1_500_000_000),
             rung("api", 0.93, (0.90, 0.96), p95=700, thr=8, tokens_in=1000),
         ]
-    }
+    )
     cards = {
         "tiny": local("tiny", 22_000_000, 90_000_000, kv_per_token=0),
         "mid": local("mid", 1_500_000_000, 3 * GB),
@@ -151,12 +145,12 @@ def test_fine_tuning_is_only_suggested_for_a_rung_that_fails_the_floor_alone() -
 
 
 def test_wide_intervals_are_a_caveat() -> None:
-    results = {
-        "rungs": [
+    results = run_results(
+        [
             rung("a", 0.60, (0.40, 0.80), params=10),
             rung("b", 0.70, (0.50, 0.90), params=20),
         ]
-    }
+    )
     advice = advise(results, Constraints(), {"a": local("a", 10, 10), "b": local("b", 20, 20)})
     assert advice.recommended is not None and advice.recommended.label == "a"
     assert any("is wide (0.40–0.80, 200 test examples)" in c for c in advice.caveats)
@@ -178,12 +172,12 @@ def test_on_prem_excludes_api_rungs() -> None:
 
 
 def test_device_excludes_large_models_and_suggests_a_quantization() -> None:
-    results = {
-        "rungs": [
+    results = run_results(
+        [
             rung("tiny", 0.80, (0.76, 0.84), params=22_000_000),
             rung("big", 0.91, (0.88, 0.94), params=7_000_000_000),
         ]
-    }
+    )
     cards = {
         "tiny": local("tiny", 22_000_000, 90_000_000, kv_per_token=0),
         "big": local("big", 7_000_000_000, 14 * GB, kv_per_token=2 * 28 * 4 * 128),
@@ -225,12 +219,12 @@ def test_cost_limit_and_the_budget_that_would_change_it() -> None:
 
 
 def test_accepting_less_accuracy_saves_cost() -> None:
-    results = {
-        "rungs": [
+    results = run_results(
+        [
             rung("small", 0.88, (0.85, 0.91), thr=20, params=135_000_000),
             rung("api", 0.90, (0.87, 0.93), tokens_in=1000),
         ]
-    }
+    )
     cards = {"small": local("small", 135_000_000, 100_000_000), "api": api("api")}
     advice = advise(results, Constraints(min_accuracy=0.90, hourly_price=0.36), cards)
     assert advice.recommended is not None and advice.recommended.label == "api"
@@ -243,7 +237,7 @@ def test_accepting_less_accuracy_saves_cost() -> None:
 
 
 def test_unknown_price_is_never_a_pass() -> None:
-    results = {"rungs": [rung("mystery", 0.95, (0.92, 0.98))]}
+    results = run_results([rung("mystery", 0.95, (0.92, 0.98))])
     card = ModelCard(
         model_id="test:mystery", kind="api", origin="test", figures_from="t", on_prem=False
     )
@@ -257,45 +251,34 @@ def test_concurrency_needs_load_figures() -> None:
     results, cards = ladder()
     advice = advise(results, Constraints(concurrency=16), cards)
     assert any("cannot be checked" in n for n in advice.notes)
-    loaded = {
-        "rungs": [
+    loaded = run_results(
+        [
             rung(
                 "tiny",
                 0.80,
                 (0.74, 0.86),
                 params=22_000_000,
-                load=[{"concurrency": 16, "latency_ms": {"p95": 900}, "throughput_per_s": 50}],
+                load=[load_level(16, p95=900, throughput=50)],
             ),
             rung(
                 "mid",
                 0.82,
                 (0.76, 0.88),
                 params=1_500_000_000,
-                load=[{"concurrency": 32, "latency_ms": {"p95": 300}, "throughput_per_s": 20}],
+                load=[load_level(32, p95=300, throughput=20)],
             ),
         ]
-    }
+    )
     advice = advise(loaded, Constraints(concurrency=16, max_p95_ms=1000), cards)
     tiny = next(a for a in advice.assessments if a.label == "tiny")
     assert next(c for c in tiny.checks if c.constraint == "concurrency").status == "pass"
     strict = advise(loaded, Constraints(concurrency=16, max_p95_ms=500, min_accuracy=0.7), cards)
     assert strict.recommended is not None and strict.recommended.label == "mid"
     assert not any("cannot be checked" in n for n in strict.notes)
-    # rung.compare.load's level shape, with errors, stored under {"levels": [...]}
-    loaded["rungs"][1]["load"] = {
-        "levels": [
-            {
-                "concurrency": 16,
-                "requests": 40,
-                "errors": 3,
-                "wall_s": 2.0,
-                "throughput_per_s": 20.0,
-                "output_tokens_per_s": 20.0,
-                "latency_ms": {"p50": 100.0, "p95": 300.0, "p99": 310.0, "mean": 120.0},
-                "first_error": "boom",
-            }
-        ]
-    }
+    # a level where some requests failed
+    loaded.rungs[1].load = [
+        load_level(16, p95=300.0, throughput=20.0, requests=40, errors=3, first_error="boom")
+    ]
     erring = advise(loaded, Constraints(concurrency=16), cards)
     mid = next(a for a in erring.assessments if a.label == "mid")
     failed = next(c for c in mid.checks if c.constraint == "concurrency")
@@ -303,13 +286,13 @@ def test_concurrency_needs_load_figures() -> None:
 
 
 def test_without_a_floor_the_smallest_rung_tied_with_the_best_wins() -> None:
-    results = {
-        "rungs": [
+    results = run_results(
+        [
             rung("weak", 0.60, (0.55, 0.65), params=10_000_000),
             rung("good", 0.88, (0.84, 0.92), params=500_000_000),
             rung("best", 0.90, (0.86, 0.94), params=7_000_000_000),
         ]
-    }
+    )
     cards = {
         "weak": local("weak", 10_000_000, 40_000_000),
         "good": local("good", 500_000_000, GB),
@@ -326,12 +309,12 @@ def test_without_a_floor_the_smallest_rung_tied_with_the_best_wins() -> None:
 
 
 def test_macro_f1_floor_judges_ties_on_macro_f1() -> None:
-    results = {
-        "rungs": [
+    results = run_results(
+        [
             rung("a", 0.9, (0.85, 0.95), params=10, f1=(0.70, 0.60, 0.80)),
             rung("b", 0.9, (0.85, 0.95), params=20, f1=(0.78, 0.70, 0.86)),
         ]
-    }
+    )
     cards = {"a": local("a", 10, 10), "b": local("b", 20, 20)}
     advice = advise(results, Constraints(min_macro_f1=0.7), cards)
     assert advice.metric == "macro_f1"
@@ -366,19 +349,15 @@ def test_rung_without_a_card() -> None:
     assert any("has no model card" in n for n in advice.notes)
 
 
-def test_malformed_results() -> None:
+def test_a_run_without_rungs_is_refused() -> None:
     with pytest.raises(DataError, match="holds no rungs"):
-        parse_results({"rungs": []})
-    bad = rung("x", 0.5, (0.4, 0.6))
-    del bad["quality"]["macro_f1"]
-    with pytest.raises(DataError, match=r"rungs\[0\] lacks a figure"):
-        parse_results({"rungs": [bad]})
+        parse_results(run_results([]))
 
 
 def test_local_cost_is_the_one_compare_measured_unless_a_price_is_given() -> None:
     results, cards = ladder()
-    results["rungs"][0]["cost_usd_per_1k"] = 0.0011
-    results["rungs"][0]["cost"] = {"detail": "100.0 requests/s at 16 concurrent at $0.4/h"}
+    results.rungs[0].cost_usd_per_1k = 0.0011
+    results.rungs[0].cost.detail = "100.0 requests/s at 16 concurrent at $0.4/h"
     tiny = next(a for a in advise(results, Constraints(), cards).assessments if a.label == "tiny")
     assert tiny.cost_per_1k == pytest.approx(0.0011)
     assert "as `rung compare` measured it: 100.0 requests/s" in tiny.cost_basis

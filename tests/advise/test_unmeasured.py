@@ -14,8 +14,8 @@ from rung.advise.unmeasured import (
     write_spec,
 )
 from rung.catalog.cards import all_cards
-from rung.compare.spec import load_spec
 from rung.errors import RunError, SpecError
+from rung.runs.spec import load_spec
 
 
 def test_phone_candidates_fit_and_are_unmeasured(tmp_path: Path) -> None:

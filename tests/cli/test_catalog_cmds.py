@@ -12,7 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 from rung.cli.main import app
-from rung.compare.spec import load_spec
+from rung.runs import RungResult
+from rung.runs.spec import load_spec
+from tests.runs.records import run_results, rung_result
 
 runner = CliRunner()
 
@@ -32,30 +34,21 @@ def _fails(args: list[str], expected: str) -> str:
     return message
 
 
-def _rung(label: str, model: str, acc: float, ci: tuple[float, float], **kw: Any) -> dict[str, Any]:
-    return {
-        "model": model,
-        "label": label,
-        "n": 150,
-        "quality": {
-            "accuracy": {"value": acc, "ci95": list(ci)},
-            "macro_f1": {"value": acc - 0.03, "ci95": [ci[0] - 0.03, ci[1] - 0.03]},
-        },
-        "latency_ms": {"p50": kw.get("p95", 50) / 2, "p95": kw.get("p95", 50), "mean": 30.0},
-        "tokens": {
-            "in": 0,
-            "out": 0,
-            "in_per_request": kw.get("tin", 90.0),
-            "out_per_request": 2.0,
-        },
-        "throughput_per_s": kw.get("thr", 10.0),
-        "concurrency": 1,
-        "params": kw.get("params"),
-        "file_size_bytes": None,
-        "quantization": None,
-        "context_length": None,
-        "path": None,
-    }
+def _rung(label: str, model: str, acc: float, ci: tuple[float, float], **kw: Any) -> RungResult:
+    p95 = kw.get("p95", 50)
+    return rung_result(
+        label,
+        acc,
+        ci,
+        model=model,
+        n=150,
+        macro_f1=(acc - 0.03, ci[0] - 0.03, ci[1] - 0.03),
+        p95=p95,
+        throughput=kw.get("thr", 10.0),
+        params=kw.get("params"),
+        tokens_in=kw.get("tin", 90.0),
+        tokens_out=2.0,
+    )
 
 
 @pytest.fixture
@@ -63,17 +56,16 @@ def run_dir(tmp_path: Path) -> Path:
     """A run folder as `rung compare` writes it, with figures typed in for the test."""
     out = tmp_path / "run"
     out.mkdir()
-    results = {
-        "name": "test run",
-        "task": {"type": "classify"},
-        "rungs": [
+    results = run_results(
+        [
             _rung("minilm", "encoder:minilm-l6", 0.80, (0.74, 0.86), p95=6, thr=150, params=22_713_216),
             _rung("smollm2", "llamacpp:smollm2-135m-instruct", 0.62, (0.55, 0.70), p95=90, thr=11, params=134_515_008),
             _rung("gpt-4o-mini", "openai:gpt-4o-mini", 0.93, (0.89, 0.97), p95=700, thr=9),
             _rung("ollama", "openai:qwen2.5:7b", 0.90, (0.85, 0.95), p95=900, thr=3),
         ],
-    }  # fmt: skip
-    (out / "results.json").write_text(json.dumps(results))
+        name="test run",
+    )  # fmt: skip
+    (out / "results.json").write_text(results.to_text())
     spec = {
         "task": {"type": "classify", "data": {"path": "/data.csv"}},
         "models": [

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rung.cli.main import app
-from rung.compare import load_spec
 from rung.models.bundled import smollm2_135m_gguf
+from rung.runs.spec import load_spec
 from rung.tasks.classify import load_task_data
 from rung.tasks.data import read_examples
 

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rung.cli.main import app
+from rung.runs import RECORD_VERSION, RunFolder
 
 runner = CliRunner()
 
@@ -132,6 +133,18 @@ def test_compare_writes_a_complete_run_and_reruns_from_cache(
 
     spec_as_run = (out / "spec.yaml").read_text(encoding="utf-8")
     assert str(fpb_path) in spec_as_run and "bootstrap: 1000" in spec_as_run
+
+    # The folder reads back as the typed record, and writing it again gives the same text.
+    folder = RunFolder(out)
+    record = folder.results()
+    assert record.to_text() == (out / "results.json").read_text(encoding="utf-8")
+    assert results["record_version"] == RECORD_VERSION and "failed" not in results
+    rows = folder.predictions()
+    assert [r.to_line() for r in rows] == (out / "predictions.jsonl").read_text(
+        encoding="utf-8"
+    ).splitlines()
+    ran = folder.spec()
+    assert ran is not None and ran.task.data.path == fpb_path
 
     # Again: every answer comes from the cache, the figures stay the same.
     started = time.perf_counter()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shutil
@@ -14,14 +13,16 @@ import plotly.offline  # type: ignore[import-untyped]
 import pytest
 
 from rung.advise import Constraints, advice_for_results
+from rung.app import compare_spec
 from rung.compare.load import LevelResult
 from rung.compare.memory import MemoryReading
-from rung.compare.pipeline import compare_spec
-from rung.compare.spec import parse_spec
-from rung.report.html import read_predictions, render_html, write_html
+from rung.report.html import render_html, write_html
 from rung.report.markdown import find_disagreements
 from rung.report.plots import pareto_frontier
+from rung.runs import LoadLevel, MemoryMb, PredictionRow, RunFolder, RunResults, parse_spec
 from tests.report.chromium import CHROMIUM, open_page
+
+Inputs = tuple[RunResults, list[PredictionRow], dict[str, Any]]
 
 RUNGS = ["encoder:minilm-l6", "llamacpp:smollm2-135m-instruct"]
 PARETO = ["plot-pareto-cost", "plot-pareto-latency", "plot-pareto-memory"]
@@ -55,52 +56,54 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, fpb_path: Path) -> Iterato
     yield root / "run"
 
 
-def with_measurements(results: dict[str, Any]) -> dict[str, Any]:
+def with_measurements(results: RunResults) -> RunResults:
     """A copy of ``results`` with load, memory and cost figures. They are synthetic but shaped
     by the classes rung's own measuring code writes (LevelResult, MemoryReading): they exercise
     the plots that a run with ``measure.load`` and ``measure.memory`` on would draw."""
-    out = copy.deepcopy(results)
-    for k, rung in enumerate(out["rungs"]):
-        base, speed = rung["latency_ms"]["p95"], rung["throughput_per_s"]
+    out = results.model_copy(deep=True)
+    for k, rung in enumerate(out.rungs):
+        base, speed = rung.latency_ms.p95, rung.throughput_per_s
         levels = []
         for users in (1, 4, 16):
             failed = 3 if k == 1 and users == 16 else 0
             levels.append(
-                LevelResult(
-                    concurrency=users,
-                    requests=48 - failed,
-                    errors=failed,
-                    wall_s=48 / (speed * min(users, 4) ** 0.5),
-                    throughput_per_s=speed * min(users, 4) ** 0.5,
-                    output_tokens_per_s=rung["tokens"]["out_per_request"] * speed,
-                    latency_ms={
-                        "p50": base * users**0.7 / 2,
-                        "p95": base * users**0.7,
-                        "p99": base * users**0.8,
-                        "mean": base * users**0.7 / 1.8,
-                    },
-                    first_error="TimeoutError: no answer within 30 s" if failed else None,
-                ).to_json()
+                LoadLevel.model_validate(
+                    LevelResult(
+                        concurrency=users,
+                        requests=48 - failed,
+                        errors=failed,
+                        wall_s=48 / (speed * min(users, 4) ** 0.5),
+                        throughput_per_s=speed * min(users, 4) ** 0.5,
+                        output_tokens_per_s=rung.tokens.out_per_request * speed,
+                        latency_ms={
+                            "p50": base * users**0.7 / 2,
+                            "p95": base * users**0.7,
+                            "p99": base * users**0.8,
+                            "mean": base * users**0.7 / 1.8,
+                        },
+                        first_error="TimeoutError: no answer within 30 s" if failed else None,
+                    ).to_json()
+                )
             )
-        rung["load"] = levels
+        rung.load = levels
         reading = MemoryReading(
             peak_rss_mb=(410.0, 260.0)[k], baseline_rss_mb=120.0, peak_gpu_mb=None, pid=1
         )
-        rung["memory_mb"].update(reading.to_json())
-        rung["cost_usd_per_1k"] = rung["cost_usd_per_1k"] or 0.01 * (k + 1)
+        rung.memory_mb = MemoryMb.model_validate(rung.memory_mb.model_dump() | reading.to_json())
+        rung.cost_usd_per_1k = rung.cost_usd_per_1k or 0.01 * (k + 1)
     return out
 
 
 @pytest.fixture(scope="module")
-def inputs(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    predictions = read_predictions(run_dir / "predictions.jsonl")
+def inputs(run_dir: Path) -> Inputs:
+    folder = RunFolder(run_dir)
+    results = folder.results()
     advice = advice_for_results(results, Constraints()).to_json()
-    return with_measurements(results), predictions, advice
+    return with_measurements(results), folder.predictions(), advice
 
 
 @pytest.fixture(scope="module")
-def report(run_dir: Path, inputs: tuple[Any, Any, Any]) -> Path:
+def report(run_dir: Path, inputs: Inputs) -> Path:
     return write_html(run_dir / "report.html", *inputs)
 
 
@@ -119,27 +122,25 @@ def test_page_is_self_contained(report: Path) -> None:
     assert "https://" not in rest and "http://" not in rest
 
 
-def test_page_shows_every_measured_figure(report: Path, inputs: tuple[Any, Any, Any]) -> None:
+def test_page_shows_every_measured_figure(report: Path, inputs: Inputs) -> None:
     results, _, advice = inputs
     page = _outside_plotly(report.read_text(encoding="utf-8"))
     for div in [*PARETO, "plot-load", "plot-confusion-0", "plot-confusion-1"]:
         assert f'id="{div}"' in page
-    acc = results["rungs"][0]["quality"]["accuracy"]
-    assert f"{acc['value']:.3f}" in page and f"{acc['ci95'][0]:.3f}" in page
+    acc = results.rungs[0].quality.accuracy
+    assert f"{acc.value:.3f}" in page and f"{acc.ci95[0]:.3f}" in page
     assert "fpb &lt;html&gt; &amp; report" in page  # the run's name, escaped
     assert f"Recommended: <b>{advice['recommended']['label']}</b>" in page
     assert "TimeoutError: no answer within 30 s" in page  # the load table's first error
     assert "openai:gpt-4o-mini" in page  # the counterfactual price of a model not run
 
 
-def test_a_figure_nobody_measured_is_left_out_with_a_note(
-    inputs: tuple[dict[str, Any], Any, Any],
-) -> None:
+def test_a_figure_nobody_measured_is_left_out_with_a_note(inputs: Inputs) -> None:
     results, predictions, _ = inputs
-    bare = copy.deepcopy(results)
-    for rung in bare["rungs"]:
-        rung["cost_usd_per_1k"] = None
-        rung["load"] = None
+    bare = results.model_copy(deep=True)
+    for rung in bare.rungs:
+        rung.cost_usd_per_1k = None
+        rung.load = None
     page = render_html(bare, predictions)
     assert 'id="plot-pareto-cost"' not in page and 'id="plot-load"' not in page
     assert "Quality against cost per 1,000 requests: not drawn" in page
@@ -162,7 +163,7 @@ def browser() -> None:
 
 @pytest.mark.slow
 def test_report_renders_in_chromium(
-    browser: None, report: Path, run_dir: Path, inputs: tuple[Any, Any, Any]
+    browser: None, report: Path, run_dir: Path, inputs: Inputs
 ) -> None:
     results, predictions, _ = inputs
     with open_page(report) as page:
@@ -178,17 +179,15 @@ def test_report_renders_in_chromium(
             "plot-confusion-0": 1,
             "plot-confusion-1": 1,
         }
-        cells = len(results["task"]["labels"]) * (len(results["task"]["labels"]) + 1)
+        cells = len(results.task.labels) * (len(results.task.labels) + 1)
         assert (
             page.evaluate("document.querySelectorAll('#plot-confusion-1 .heatmap-label').length")
             == cells
         )
 
-        names = [r["label"] for r in results["rungs"]]
-        by_rung = {n: [p for p in predictions if p["rung"] == n] for n in names}
-        records = [
-            [(p["id"], p["text"], p["gold"], p["predicted"]) for p in by_rung[n]] for n in names
-        ]
+        names = [r.label for r in results.rungs]
+        by_rung = {n: [p for p in predictions if p.rung == n] for n in names}
+        records = [[(p.id, p.text, p.gold, p.predicted) for p in by_rung[n]] for n in names]
         found = find_disagreements(names, records, limit=10_000)
         assert found, "the two rungs should disagree somewhere on 30 examples"
 
@@ -205,7 +204,7 @@ def test_report_renders_in_chromium(
             )
 
         assert shown("", "") == len(found)
-        for gold in results["task"]["labels"]:
+        for gold in results.task.labels:
             assert shown(gold, "") == sum(d.gold == gold for d in found)
         small_wrong = sum(d.answers[names[1]] != d.gold for d in found)
         assert shown("", "wrong:1") == small_wrong
@@ -223,12 +222,12 @@ def test_report_renders_in_chromium(
 
 
 @pytest.mark.slow
-def test_user_text_stays_text(browser: None, tmp_path: Path, inputs: tuple[Any, Any, Any]) -> None:
+def test_user_text_stays_text(browser: None, tmp_path: Path, inputs: Inputs) -> None:
     results, predictions, advice = inputs
     evil = '<img src=x onerror="document.title=1">&'
-    odd = copy.deepcopy(results)
-    odd["rungs"][0]["label"] = evil
-    rows = [dict(p, rung=evil) if p["rung"] == RUNGS[0] else p for p in predictions]
+    odd = results.model_copy(deep=True)
+    odd.rungs[0].label = evil
+    rows = [p.model_copy(update={"rung": evil}) if p.rung == RUNGS[0] else p for p in predictions]
     path = write_html(tmp_path / "odd.html", odd, rows, advice)
     with open_page(path) as page:
         assert page.evaluate("document.querySelectorAll('img').length") == 0

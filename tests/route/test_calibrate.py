@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from pathlib import Path
 
@@ -13,7 +12,9 @@ import pytest
 from rung.errors import DataError, SpecError
 from rung.route import Policy, RunTable, calibrate, decide, load_run, simulate
 from rung.route.simulate import replay
+from rung.runs import PredictionRow
 from rung.tasks.metrics import bootstrap_ci
+from tests.runs.records import prediction, run_results, rung_result
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -222,32 +223,21 @@ def test_unknown_or_repeated_rungs_are_refused() -> None:
         calibrate(table, 0.9, ["xs", "xs"])
 
 
-def _write_run(folder: Path, rows: list[dict[str, object]]) -> Path:
+def _write_run(folder: Path, rows: list[PredictionRow]) -> Path:
     folder.mkdir()
-    rungs = sorted({str(r["rung"]) for r in rows})
-    results = {
-        "task": {"labels": LABELS},
-        "rungs": [
-            {"label": r, "model": r, "cost_usd_per_1k": 1.0, "latency_ms": {"mean": 1.0}}
-            for r in rungs
-        ],
-    }
-    (folder / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    rungs = sorted({r.rung for r in rows})
+    results = run_results(
+        [rung_result(r, model=r, cost_usd_per_1k=1.0, p95=2.0) for r in rungs], labels=LABELS
+    )
+    (folder / "results.json").write_text(results.to_text(), encoding="utf-8")
     (folder / "predictions.jsonl").write_text(
-        "\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8"
+        "\n".join(r.to_line() for r in rows) + "\n", encoding="utf-8"
     )
     return folder
 
 
-def _row(rung: str, i: int, gold: str = "neutral") -> dict[str, object]:
-    return {
-        "rung": rung,
-        "model": rung,
-        "id": str(i),
-        "gold": gold,
-        "predicted": gold,
-        "confidence": 0.5,
-    }
+def _row(rung: str, i: int, gold: str = "neutral") -> PredictionRow:
+    return prediction(rung, i, gold)
 
 
 def test_run_folders_that_cannot_be_routed_are_refused(tmp_path: Path) -> None:

@@ -13,15 +13,15 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from rung.app import compare_spec
 from rung.cli import route_cmds
-from rung.compare import compare_spec, parse_spec
 from rung.models import registry
 from rung.models.base import run_sync
 from rung.route import Policy, RunTable, calibrate, load_run, simulate
 from rung.route.cascade import CascadeModel
 from rung.route.config import cascade_section, policy_of, read_cascade
 from rung.route.simulate import replay
-from rung.route.table import read_run_spec
+from rung.runs import RunFolder, parse_spec
 from rung.tasks.classify import build_requests, load_task_data
 
 ENCODER, GEMMA, SMOL = (
@@ -76,11 +76,11 @@ def test_calibration_on_a_real_run_keeps_the_target(run_dir: Path) -> None:
     table = load_run(run_dir)
     assert table.n == 48 and set(table.names()) == {ENCODER, GEMMA, SMOL}
     cal = calibrate(table, 0.99)
-    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    by_cost = sorted(results["rungs"], key=lambda r: r["cost_usd_per_1k"])
-    assert cal.order == tuple(r["label"] for r in by_cost)
-    best = max(results["rungs"], key=lambda r: r["quality"]["accuracy"]["value"])
-    assert cal.top_accuracy == pytest.approx(best["quality"]["accuracy"]["value"])
+    results = RunFolder(run_dir).results()
+    by_cost = sorted(results.rungs, key=lambda r: r.cost_usd_per_1k or 0.0)
+    assert cal.order == tuple(r.label for r in by_cost)
+    best = max(results.rungs, key=lambda r: r.quality.accuracy.value)
+    assert cal.top_accuracy == pytest.approx(best.quality.accuracy.value)
     assert cal.chosen.accuracy.value >= 0.99 * cal.top_accuracy - 1e-12
     assert sum(s.answered.value for s in cal.chosen.shares) == pytest.approx(1.0)
     assert cal.cost_basis == "usd"
@@ -89,7 +89,7 @@ def test_calibration_on_a_real_run_keeps_the_target(run_dir: Path) -> None:
     assert all(b > a for a, b in itertools.pairwise(accs))
     # a one-rung replay gives the interval the compare run reported
     top = simulate(table, Policy((cal.top,), (None,)))
-    assert list(top.accuracy.ci95) == pytest.approx(best["quality"]["accuracy"]["ci95"])
+    assert list(top.accuracy.ci95) == pytest.approx(best.quality.accuracy.ci95)
 
 
 def test_the_cli_writes_a_cascade_and_replays_it(run_dir: Path, tmp_path: Path) -> None:
@@ -150,8 +150,9 @@ def test_a_served_cascade_answers_as_the_replay_of_its_run_says(run_dir: Path) -
     table = load_run(run_dir)
     median = float(np.median(table.rung(ENCODER).confidence))
     policy = Policy((ENCODER, SMOL), (median, None))
-    spec = read_run_spec(run_dir)
-    section = cascade_section(policy, table, spec)
+    run_spec = RunFolder(run_dir).spec()
+    assert run_spec is not None
+    section = cascade_section(policy, table, run_spec)
     config = run_dir.parent / "cascade.yaml"
     config.write_text(yaml.safe_dump({"cascades": {"e2e": section}}), encoding="utf-8")
     name, options = read_cascade(config)
@@ -159,7 +160,6 @@ def test_a_served_cascade_answers_as_the_replay_of_its_run_says(run_dir: Path) -
 
     model = registry.create(f"cascade:{name}", options.model_dump())
     assert isinstance(model, CascadeModel)
-    run_spec = parse_spec(spec)
     data = load_task_data(run_spec.task, run_dir)
     requests = build_requests(run_spec.task, data)[:24]
     model.load()

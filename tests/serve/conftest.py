@@ -4,7 +4,6 @@ in-process and over a real socket."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import EntryPoint
@@ -17,6 +16,7 @@ from rung.models import registry
 from rung.serve import create_app, parse_config
 from rung.serve.auth import create_key
 from rung.serve.ledger import Ledger
+from tests.runs.records import run_results, rung_result
 from tests.serve.harness import AppHarness
 
 LABELS = ["negative", "neutral", "positive"]
@@ -93,25 +93,25 @@ def serve_config(fpb_path: Path, runs_dir: Path, **overrides: Any) -> dict[str, 
 
 
 def write_run(runs_dir: Path) -> None:
-    """A compare run folder as `rung compare` leaves it (the fields GraphQL reads)."""
+    """A compare run folder as `rung compare` leaves it (GraphQL reads its results.json)."""
     folder = runs_dir / "fpb"
     folder.mkdir(parents=True, exist_ok=True)
-    results = {
-        "name": "fpb sentiment",
-        "created": "2026-01-01T00:00:00Z",
-        "task": {"type": "classify", "labels": LABELS, "n_train": 200, "n_test": 50},
-        "rungs": [
-            {
-                "model": "encoder:minilm-l6",
-                "label": "encoder:minilm-l6",
-                "quality": {"accuracy": {"value": 0.9, "ci95": [0.8, 0.96]}},
-                "latency_ms": {"p50": 4.2},
-                "cost": {"usd_per_1k": 0.001, "basis": "machine", "detail": ""},
-            }
+    results = run_results(
+        [
+            rung_result(
+                "encoder:minilm-l6",
+                0.9,
+                (0.8, 0.96),
+                model="encoder:minilm-l6",
+                p50=4.2,
+                cost_usd_per_1k=0.001,
+            )
         ],
-        "counterfactual": [],
-    }
-    (folder / "results.json").write_text(json.dumps(results), encoding="utf-8")
+        name="fpb sentiment",
+        labels=LABELS,
+        n_test=50,
+    )
+    (folder / "results.json").write_text(results.to_text(), encoding="utf-8")
 
 
 @pytest.fixture(scope="package")

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rung.cli.main import app
-from rung.compare import load_spec
+from rung.runs.spec import load_spec
 from rung.tasks.classify import load_task_data
 
 runner = CliRunner()

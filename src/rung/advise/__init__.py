@@ -10,7 +10,7 @@ from rung.advise.advice import (
     Constraints,
     Interval,
     LoadPoint,
-    RungResult,
+    RungFigures,
     advise,
     parse_results,
 )
@@ -24,7 +24,7 @@ __all__ = [
     "Constraints",
     "Interval",
     "LoadPoint",
-    "RungResult",
+    "RungFigures",
     "advice_for_results",
     "advice_for_run",
     "advise",

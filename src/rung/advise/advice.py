@@ -1,7 +1,7 @@
 """The advice: the smallest rung that meets the user's constraints, why, and what would change.
 
 ``advise(results, constraints, cards)`` is a pure function over a compare run's figures (the
-``rungs`` of results.json), the user's constraints and the model cards of the rungs. It reads no
+rungs of its ``RunResults``), the user's constraints and the model cards of the rungs. It reads no
 file and calls nothing, so the CLI, the server and the HTML report can all render the same
 ``Advice``.
 
@@ -19,11 +19,10 @@ The rules:
 - cost per 1,000 requests: API rungs from their tokens per request × the price per token; local
   rungs from their measured throughput × an hourly machine price (the device class's default,
   or the user's). Cost of local rungs is therefore an estimate, and is labelled as one;
-- concurrency is only checked when the results carry load figures (a rung's ``load``: a list,
-  or ``{"levels": [...]}``, of rung.compare.load's levels ``{concurrency, requests, errors,
-  latency_ms: {p95}, throughput_per_s}``): the rung passes at the smallest measured level at or
-  above the asked concurrency when it made no errors there and, with ``--max-p95-ms``, its p95
-  stayed within the limit. Without load figures a note says concurrency cannot be checked;
+- concurrency is only checked when the results carry load figures (a rung's ``load``: the
+  levels of its load test, ``rung.runs.LoadLevel``): the rung passes at the smallest measured
+  level at or above the asked concurrency when it made no errors there and, with
+  ``--max-p95-ms``, its p95 stayed within the limit. Without load figures a note says concurrency cannot be checked;
 - when the 95% interval of the choice is wider than 20 points, a caveat says the rungs cannot
   be told apart well;
 - when no local rung meets the quality floor, fine-tuning is suggested for the smallest local
@@ -67,7 +66,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rung.advise import fmt
+from rung import fmt
 from rung.advise.changes import what_would_change
 from rung.advise.checks import assess, cost_device
 from rung.advise.figures import (
@@ -78,13 +77,14 @@ from rung.advise.figures import (
     Constraints,
     Interval,
     LoadPoint,
-    RungResult,
+    RungFigures,
     metric_of,
     metric_word,
     parse_results,
 )
 from rung.catalog.cards import ModelCard
 from rung.catalog.devices import get_device
+from rung.runs.record import RunResults
 
 __all__ = [
     "ADVICE_VERSION",
@@ -94,7 +94,7 @@ __all__ = [
     "Constraints",
     "Interval",
     "LoadPoint",
-    "RungResult",
+    "RungFigures",
     "advise",
     "parse_results",
 ]
@@ -360,14 +360,14 @@ def _notes(assessed: list[Assessment], c: Constraints, any_load: bool) -> list[s
 
 
 def advise(
-    results: Mapping[str, Any] | Sequence[RungResult],
+    results: RunResults | Sequence[RungFigures],
     constraints: Constraints,
     cards: Mapping[str, ModelCard],
 ) -> Advice:
     """The advice for the rungs of a compare run. ``cards`` maps a rung's label (or, failing
     that, its model id) to its model card; a rung without a card has unknown memory, price and
     premises, which the advice says."""
-    rungs = parse_results(results) if isinstance(results, Mapping) else list(results)
+    rungs = parse_results(results) if isinstance(results, RunResults) else list(results)
     c = constraints
     if c.device is not None:
         get_device(c.device)  # an unknown device is the user's error, raised before anything

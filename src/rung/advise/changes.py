@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rung.advise import fmt
+from rung import fmt
 from rung.advise.figures import (
     CONSTRAINT_WORDS,
     QUALITY,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rung.advise import fmt
-from rung.advise.figures import Assessment, Check, Constraints, Interval, RungResult, Status
+from rung import fmt
+from rung.advise.figures import Assessment, Check, Constraints, Interval, RungFigures, Status
 from rung.catalog.cards import ModelCard
 from rung.catalog.devices import DEVICES, Device, get_device
 from rung.catalog.memory import fit
@@ -20,7 +20,7 @@ def cost_device(c: Constraints) -> Device:
     return get_device(c.device) if c.device else DEVICES[DEFAULT_COST_DEVICE]
 
 
-def _cost(r: RungResult, card: ModelCard | None, c: Constraints) -> tuple[float | None, str]:
+def _cost(r: RungFigures, card: ModelCard | None, c: Constraints) -> tuple[float | None, str]:
     if card is not None and card.kind == "api" and card.price is not None:
         p = card.price
         per_request = p.cost(r.tokens_in_per_request, r.tokens_out_per_request)
@@ -131,7 +131,7 @@ def _on_prem_check(card: ModelCard | None, c: Constraints) -> Check | None:
     return Check("on_prem", "fail", False, True, None, f"sends the data off premises (to {where})")
 
 
-def _concurrency_check(r: RungResult, c: Constraints, any_load: bool) -> Check | None:
+def _concurrency_check(r: RungFigures, c: Constraints, any_load: bool) -> Check | None:
     if c.concurrency is None or not any_load:
         return None
     points = [p for p in r.load if p.concurrency >= c.concurrency]
@@ -161,7 +161,7 @@ def _concurrency_check(r: RungResult, c: Constraints, any_load: bool) -> Check |
     )  # fmt: skip
 
 
-def assess(r: RungResult, card: ModelCard | None, c: Constraints, any_load: bool) -> Assessment:
+def assess(r: RungFigures, card: ModelCard | None, c: Constraints, any_load: bool) -> Assessment:
     cost, basis = _cost(r, card, c)
     device, memory = _device_check(card, c)
     checks = [

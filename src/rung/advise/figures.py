@@ -3,12 +3,13 @@ the outcome of checking one against the other."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from rung.catalog.cards import ModelCard
 from rung.errors import DataError
+from rung.runs.quality import Metric
+from rung.runs.record import RungResult, RunResults
 
 __all__ = [
     "CONSTRAINT_SHORT",
@@ -19,7 +20,7 @@ __all__ = [
     "Constraints",
     "Interval",
     "LoadPoint",
-    "RungResult",
+    "RungFigures",
     "Status",
     "metric_of",
     "metric_word",
@@ -85,7 +86,7 @@ class Interval:
 
 @dataclass(frozen=True)
 class LoadPoint:
-    """One level of a load test (rung.compare.load's LevelResult)."""
+    """One level of a load test (``rung.runs.LoadLevel``)."""
 
     concurrency: int
     p95_ms: float | None
@@ -95,8 +96,8 @@ class LoadPoint:
 
 
 @dataclass(frozen=True)
-class RungResult:
-    """One rung's measured figures, as results.json records them."""
+class RungFigures:
+    """The figures of one rung of a run that the advice checks (from ``rung.runs.RungResult``)."""
 
     label: str
     model: str
@@ -116,76 +117,45 @@ class RungResult:
     cost_detail: str | None = None
 
 
-def _interval(q: Any, where: str) -> Interval:
-    try:
-        low, high = q["ci95"]
-        return Interval(float(q["value"]), float(low), float(high))
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{where}: expected {{value, ci95: [low, high]}}") from None
+def _interval(m: Metric) -> Interval:
+    return Interval(m.value, m.ci95[0], m.ci95[1])
 
 
-def _load_levels(load: Any) -> list[Any]:
-    """Load-test levels, stored as a list or as ``{"levels": [...]}``."""
-    if isinstance(load, dict):
-        load = load.get("levels")
-    return list(load) if isinstance(load, list) else []
-
-
-def _load_point(p: Any) -> LoadPoint:
-    p95 = (p.get("latency_ms") or {}).get("p95")
-    thr = p.get("throughput_per_s")
-    return LoadPoint(
-        concurrency=int(p["concurrency"]),
-        p95_ms=None if p95 is None else float(p95),
-        throughput_per_s=None if thr is None else float(thr),
-        requests=int(p.get("requests") or 0),
-        errors=int(p.get("errors") or 0),
+def _figures(r: RungResult) -> RungFigures:
+    q = r.quality
+    return RungFigures(
+        label=r.label,
+        model=r.model,
+        n=r.n,
+        accuracy=_interval(q.accuracy),
+        macro_f1=_interval(q.macro_f1),
+        p50_ms=r.latency_ms.p50,
+        p95_ms=r.latency_ms.p95,
+        throughput_per_s=r.throughput_per_s,
+        params=r.params,
+        file_size_bytes=r.file_size_bytes,
+        tokens_in_per_request=r.tokens.in_per_request,
+        tokens_out_per_request=r.tokens.out_per_request,
+        load=tuple(
+            LoadPoint(
+                concurrency=lv.concurrency,
+                p95_ms=lv.latency_ms.p95,
+                throughput_per_s=lv.throughput_per_s,
+                requests=lv.requests,
+                errors=lv.errors,
+            )
+            for lv in r.load or []
+        ),
+        cost_usd_per_1k=r.cost_usd_per_1k,
+        cost_detail=r.cost.detail,
     )
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def parse_results(results: Mapping[str, Any]) -> list[RungResult]:
-    """The rungs of a results.json, checked for the figures the advice needs."""
-    rungs = results.get("rungs") if isinstance(results, Mapping) else None
-    if not isinstance(rungs, list) or not rungs:
+def parse_results(results: RunResults) -> list[RungFigures]:
+    """The figures the advice works on, for each rung of a run."""
+    if not results.rungs:
         raise DataError("results.json holds no rungs; run `rung compare` first")
-    parsed = []
-    for i, r in enumerate(rungs):
-        where = f"results.json rungs[{i}]"
-        try:
-            label = str(r.get("label") or r["model"])
-            q = r["quality"]
-            lat = r["latency_ms"]
-            tokens = r.get("tokens") or {}
-            load = tuple(_load_point(p) for p in _load_levels(r.get("load")))
-            parsed.append(
-                RungResult(
-                    label=label,
-                    model=str(r["model"]),
-                    n=int(r["n"]),
-                    accuracy=_interval(q["accuracy"], f"{where}.quality.accuracy"),
-                    macro_f1=_interval(q["macro_f1"], f"{where}.quality.macro_f1"),
-                    p50_ms=float(lat["p50"]),
-                    p95_ms=float(lat["p95"]),
-                    throughput_per_s=float(r.get("throughput_per_s") or 0.0),
-                    params=r.get("params"),
-                    file_size_bytes=r.get("file_size_bytes"),
-                    tokens_in_per_request=float(tokens.get("in_per_request") or 0.0),
-                    tokens_out_per_request=float(tokens.get("out_per_request") or 0.0),
-                    load=load,
-                    cost_usd_per_1k=_opt_float(r.get("cost_usd_per_1k")),
-                    cost_detail=(r.get("cost") or {}).get("detail"),
-                )
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise DataError(
-                f"{where} lacks a figure the advice needs ({e}); "
-                "re-run `rung compare` with this version of rung"
-            ) from None
-    return parsed
+    return [_figures(r) for r in results.rungs]
 
 
 @dataclass(frozen=True)
@@ -200,7 +170,7 @@ class Check:
 
 @dataclass(frozen=True)
 class Assessment:
-    rung: RungResult
+    rung: RungFigures
     card: ModelCard | None
     cost_per_1k: float | None
     cost_basis: str

@@ -11,7 +11,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from rung.advise import fmt
+from rung import fmt
 from rung.advise.advice import Advice, Assessment
 from rung.advise.figures import CONSTRAINT_SHORT
 

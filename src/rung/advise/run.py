@@ -1,61 +1,40 @@
-"""The advice for a run folder: read results.json (and spec.yaml), build the cards, advise.
+"""The advice for a run folder: read its record (and its spec), build the cards, advise.
 
-This is the one place the advice meets files, so the CLI and the HTML report get the same
-``Advice`` (``advice_for_results`` when the results are already in memory, as when a report is
-written at the end of a run).
+This is the one place the advice meets a run folder, so the CLI and the HTML report get the
+same ``Advice`` (``advice_for_results`` when the results are already in memory, as when a
+report is written at the end of a run).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from rung.advise.advice import Advice, Constraints, advise
 from rung.catalog.cards import ModelCard, card_for
 from rung.catalog.overrides import CardOverride
-from rung.errors import DataError, RunError, RungError
+from rung.errors import RunError, RungError
+from rung.runs import RunFolder, RunResults
 
 __all__ = ["advice_for_results", "advice_for_run", "cards_for_results", "read_run"]
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+def read_run(run_dir: Path) -> tuple[RunResults, dict[str, str]]:
     """The results of a run folder (or of a results.json path), and the base URL each rung
     label was asked at, from the spec.yaml beside it (a local one keeps data on premises)."""
-    results_path = run_dir if run_dir.is_file() else run_dir / "results.json"
-    if not results_path.is_file():
+    folder = RunFolder.at(run_dir)
+    if not folder.results_path.is_file():
         raise RunError(
             f"{run_dir} holds no results.json; give a run folder written by `rung compare` "
             "(or run `rung advise --task classify` to advise before measuring)"
         )
-    try:
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{results_path} is not valid JSON ({e}); re-run `rung compare`") from None
-    if not isinstance(results, dict):
-        raise DataError(f"{results_path} is not a rung results file; re-run `rung compare`")
-    base_urls: dict[str, str] = {}
-    spec_path = results_path.parent / "spec.yaml"
-    if spec_path.is_file():
-        try:
-            spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError):
-            spec = {}  # the results alone are enough; only the base URLs are lost
-        models = spec.get("models", []) if isinstance(spec, dict) else []
-        for m in models if isinstance(models, list) else []:
-            if not isinstance(m, dict):
-                continue
-            url = (m.get("options") or {}).get("base_url")
-            if isinstance(url, str):
-                base_urls[str(m.get("label") or m.get("id"))] = url
-    return results, base_urls
+    results = folder.results()
+    spec = folder.spec()
+    return results, spec.base_urls() if spec is not None else {}
 
 
 def cards_for_results(
-    results: Mapping[str, Any],
+    results: RunResults,
     base_urls: Mapping[str, str] | None = None,
     overrides: Mapping[str, CardOverride] | None = None,
     overrides_source: str = "the catalog file",
@@ -63,24 +42,20 @@ def cards_for_results(
     """A card per rung label. A rung whose model cannot be read here (a file since moved, a
     backend's name rung has no card for) gets a card from its measured figures, with a note."""
     cards: dict[str, ModelCard] = {}
-    for r in results.get("rungs") or []:
-        if not isinstance(r, dict) or "model" not in r:
-            continue
-        label = str(r.get("label") or r["model"])
-        model = str(r["model"])
+    for r in results.rungs:
         try:
-            cards[label] = card_for(
-                model, overrides, (base_urls or {}).get(label), overrides_source
+            cards[r.label] = card_for(
+                r.model, overrides, (base_urls or {}).get(r.label), overrides_source
             )
         except RungError as e:
-            api = model.startswith("openai:")
-            cards[label] = ModelCard(
-                model_id=model,
+            api = r.model.startswith("openai:")
+            cards[r.label] = ModelCard(
+                model_id=r.model,
                 kind="api" if api else "decoder",
                 origin="results",
                 figures_from="results.json",
-                params=r.get("params"),
-                weights_bytes=r.get("file_size_bytes"),
+                params=r.params,
+                weights_bytes=r.file_size_bytes,
                 on_prem=not api,
                 notes=(f"no card: {e}",),
             )
@@ -88,7 +63,7 @@ def cards_for_results(
 
 
 def advice_for_results(
-    results: Mapping[str, Any],
+    results: RunResults,
     constraints: Constraints,
     base_urls: Mapping[str, str] | None = None,
     overrides: Mapping[str, CardOverride] | None = None,

@@ -4,7 +4,7 @@ Nothing here is a measurement. The candidates are the catalog's local models who
 estimate fits the device at the given context, smallest first, each labelled "unmeasured";
 API models are listed apart (they run off premises, and need a key to be measured). The compare
 spec that would measure the candidates is written to a file, with a placeholder data path the
-user must edit; the spec is validated against ``rung.compare.spec.CompareSpec`` before it is
+user must edit; the spec is validated against ``rung.runs.spec.CompareSpec`` before it is
 written.
 """
 
@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
-from rung.advise import fmt
+from rung import fmt
 from rung.catalog.cards import ModelCard
 from rung.catalog.devices import Device, get_device
 from rung.catalog.memory import fit
-from rung.compare.spec import parse_spec
 from rung.errors import RunError, SpecError
+from rung.runs.spec import parse_spec
 
 __all__ = [
     "DATA_PLACEHOLDER",

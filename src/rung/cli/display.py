@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,7 +18,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rung.report.markdown import fmt_bytes, fmt_params
+from rung import fmt
+from rung.runs.record import Metric, RunResults
 
 __all__ = ["LiveDisplay", "RichProgress", "summary_table"]
 
@@ -79,22 +80,17 @@ class RichProgress(LiveDisplay):
         self._progress.console.print(f"[red]{escape(label)} failed:[/] {escape(message)}")
 
 
-def _ci(q: dict[str, Any]) -> str:
-    low, high = q["ci95"]
-    return f"{q['value']:.3f} [dim][{low:.2f}-{high:.2f}][/]"
-
-
-def _best_throughput(r: dict[str, Any]) -> float:
-    levels = [lv["throughput_per_s"] for lv in r.get("load") or [] if not lv["errors"]]
-    return max([r["throughput_per_s"], *levels])
+def _ci(q: Metric) -> str:
+    low, high = q.ci95
+    return f"{q.value:.3f} [dim][{low:.2f}-{high:.2f}][/]"
 
 
 def _opt(value: float | None, pattern: str) -> str:
     return "?" if value is None else pattern.format(value)
 
 
-def summary_table(results: dict[str, Any]) -> Table:
-    table = Table(title=results.get("name") or "Comparison", title_justify="left")
+def summary_table(results: RunResults) -> Table:
+    table = Table(title=results.name or "Comparison", title_justify="left")
     for name, justify in (
         ("rung", "left"),
         ("accuracy [95% CI]", "right"),
@@ -108,18 +104,18 @@ def summary_table(results: dict[str, Any]) -> Table:
         ("size", "right"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for r in results["rungs"]:
-        q = r["quality"]
+    for r in results.rungs:
+        q = r.quality
         table.add_row(
-            r["label"],
-            _ci(q["accuracy"]),
-            _ci(q["macro_f1"]),
-            f"{r['latency_ms']['p50']:.1f}",
-            f"{r['latency_ms']['p95']:.1f}",
-            f"{_best_throughput(r):.1f}",
-            _opt(r.get("memory_mb", {}).get("peak_rss"), "{:,.0f}"),
-            _opt(r.get("cost_usd_per_1k"), "{:.4f}"),
-            fmt_params(r["params"]),
-            fmt_bytes(r["file_size_bytes"]),
+            r.label,
+            _ci(q.accuracy),
+            _ci(q.macro_f1),
+            f"{r.latency_ms.p50:.1f}",
+            f"{r.latency_ms.p95:.1f}",
+            f"{r.best_throughput():.1f}",
+            _opt(r.memory_mb.peak_rss, "{:,.0f}"),
+            _opt(r.cost_usd_per_1k, "{:.4f}"),
+            fmt.params(r.params, "?"),
+            fmt.bytes_(r.file_size_bytes, "?"),
         )
     return table

@@ -85,7 +85,7 @@ def distill_cmd(
     both on the gold test split, with the agreement and what the labelling cost."""
     from rung.cli.display import RichProgress
     from rung.cli.tune_cmds import RichTuneProgress
-    from rung.compare import load_spec
+    from rung.runs.spec import load_spec
     from rung.tune import TuneOptions
     from rung.tune.distill import (
         DistillSettings,

@@ -35,8 +35,8 @@ def onnx_cmd(
     ] = False,
 ) -> None:
     """Export a tuned encoder classifier to ONNX, int8-quantized, as its own rung (onnx:OUT)."""
+    from rung import fmt
     from rung.export.onnx import export_onnx
-    from rung.report.markdown import fmt_bytes
 
     with console.status(f"exporting {source} to ONNX and checking it against PyTorch"):
         result = export_onnx(
@@ -50,7 +50,7 @@ def onnx_cmd(
     for graph in result.graphs:
         default = "  (the default)" if graph.file == result.default_file else ""
         console.print(
-            f"  {graph.file:16} {graph.precision}  {fmt_bytes(graph.bytes):>9}  largest logit "
+            f"  {graph.file:16} {graph.precision}  {fmt.bytes_(graph.bytes, '?'):>9}  largest logit "
             f"difference {graph.max_abs_logit_difference:.2g}, same label on "
             f"{round(graph.label_agreement * result.check_texts)}/{result.check_texts}{default}",
             highlight=False,

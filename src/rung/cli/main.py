@@ -23,7 +23,8 @@ from rung.cli import (
 )
 from rung.cli.common import console, err_console, user_errors
 from rung.cli.display import RichProgress, summary_table
-from rung.compare.spec import CompareSpec
+from rung.errors import did_you_mean
+from rung.runs.spec import CompareSpec
 
 __all__ = ["app"]
 
@@ -53,8 +54,8 @@ def _run_and_show(run: Callable[[RichProgress], Any]) -> Any:
     with RichProgress(console) as progress:
         result = run(progress)
     console.print(summary_table(result.results))
-    for failed in result.results.get("failed") or []:
-        err_console.print(f"[red]Not measured:[/] {escape(failed['error'])}")
+    for failed in result.results.failed:
+        err_console.print(f"[red]Not measured:[/] {escape(failed.error)}")
     console.print(f"Report: [bold]{result.out / 'report.md'}[/]")
     console.print(
         f"Results: {result.out / 'results.json'}   Predictions: {result.out / 'predictions.jsonl'}"
@@ -77,7 +78,8 @@ def compare(
     quick: Annotated[bool, QUICK] = False,
 ) -> None:
     """Run every rung of SPEC on its task and data; write a run folder with the report."""
-    from rung.compare import compare_spec, load_spec
+    from rung.app import compare_spec
+    from rung.runs.spec import load_spec
 
     target = out or Path("runs") / spec.stem
     loaded = _quick(load_spec(spec)) if quick else load_spec(spec)
@@ -99,7 +101,7 @@ def demo(
     quick: Annotated[bool, QUICK] = False,
 ) -> None:
     """Compare the bundled ladder on the bundled financial-sentiment data (offline)."""
-    from rung.compare import compare_spec
+    from rung.app import compare_spec
     from rung.datasets import demo_spec
 
     spec, base_dir = demo_spec(test_size=test_size, environ=os.environ)
@@ -115,12 +117,36 @@ def demo(
     )
 
 
-@app.command()
-def schema() -> None:
-    """Print the JSON schema of the compare spec."""
-    from rung.compare.spec import CompareSpec
+SCHEMAS = {
+    "spec": "the compare spec (YAML)",
+    "results": "a run folder's results.json",
+    "prediction": "a line of a run folder's predictions.jsonl",
+}
 
-    sys.stdout.write(json.dumps(CompareSpec.model_json_schema(), indent=2) + "\n")
+
+@app.command()
+@user_errors
+def schema(
+    what: Annotated[
+        str, typer.Argument(help="spec (default), results, or prediction.", show_default=False)
+    ] = "spec",
+) -> None:
+    """Print the JSON schema of the compare spec, or of a run folder's results.json or
+    predictions.jsonl lines."""
+    from pydantic import BaseModel
+
+    from rung.errors import SpecError
+    from rung.runs import PredictionRow, RunResults
+
+    models: dict[str, type[BaseModel]] = {
+        "spec": CompareSpec,
+        "results": RunResults,
+        "prediction": PredictionRow,
+    }
+    if what not in models:
+        known = "; ".join(f"{k}: {v}" for k, v in SCHEMAS.items())
+        raise SpecError(f"no schema named {what!r}{did_you_mean(what, models)}; known: {known}")
+    sys.stdout.write(json.dumps(models[what].model_json_schema(), indent=2) + "\n")
 
 
 catalog_cmds.register(app)

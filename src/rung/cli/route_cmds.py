@@ -86,13 +86,14 @@ def calibrate_cmd(
     from rung.route.calibrate import calibrate
     from rung.route.config import cascade_section, write_cascade
     from rung.route.render import evaluation_table, summary_lines, write_curve_html
-    from rung.route.table import load_run, read_run_spec
+    from rung.route.table import load_run
+    from rung.runs import RunFolder
 
     table = load_run(run_dir)
     chosen_rungs = [r.strip() for r in rungs.split(",") if r.strip()] if rungs else None
     cal = calibrate(table, target, chosen_rungs, holdout=holdout, resamples=resamples)
     cascade_name = name or _name_from(run_dir)
-    section = cascade_section(cal.policy, table, read_run_spec(run_dir))
+    section = cascade_section(cal.policy, table, RunFolder(run_dir).spec())
     if out is not None:
         write_cascade(out, cascade_name, section)
     if plot is not None:

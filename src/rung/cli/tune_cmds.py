@@ -363,7 +363,7 @@ def tune_cmd(
         )
     info: dict[str, Any]
     if spec is not None:
-        from rung.compare.spec import load_spec
+        from rung.runs.spec import load_spec
 
         _spec_only(
             spec,

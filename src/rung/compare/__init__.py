@@ -1,14 +1,6 @@
-"""compare: run the rungs of a spec on a task's data and measure them."""
+"""compare: run the rungs of a spec on a task's data and measure them (``runner``), turn what
+they did into the run record (``results``), and price it (``cost``).
 
-from rung.compare.pipeline import CompareResult, compare_spec, compare_spec_file
-from rung.compare.spec import CompareSpec, ModelRef, load_spec, parse_spec
-
-__all__ = [
-    "CompareResult",
-    "CompareSpec",
-    "ModelRef",
-    "compare_spec",
-    "compare_spec_file",
-    "load_spec",
-    "parse_spec",
-]
+Running a whole comparison into a run folder, with its advice and reports, is
+``rung.app.compare_spec``; the spec is ``rung.runs.spec``.
+"""

@@ -4,69 +4,46 @@ Order of work, so that a mistake costs seconds rather than an hour:
 1. every model id is resolved and every rung's ``check()`` runs (files, keys, endpoints);
 2. the output folder is checked before anything is computed;
 3. each rung answers only the requests the cache lacks; it is loaded (and trained) only then;
-4. the run folder is written in one step at the end (see ``rung.compare.results``).
+4. the run folder is written in one step at the end (``rung.runs.RunFolder``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from rung.compare.cache import ResponseCache, request_key
 from rung.compare.load import run_level, time_to_first_token
 from rung.compare.probe import probe_rung, train_subset
-from rung.compare.spec import CompareSpec, LoadSpec, ModelRef
-from rung.config import cache_dir
 from rung.errors import ModelCrashError
 from rung.models import registry
 from rung.models.base import ClassifyRequest, Model, ModelInfo, Prediction, stable_hash
 from rung.models.runtime import ModelRuntime
+from rung.responses import (
+    Progress,
+    Ready,
+    ResponseCache,
+    SilentProgress,
+    answer_all,
+    cache_fingerprint,
+    open_cache,
+    request_key,
+)
+from rung.responses.ask import info_from_json
+from rung.runs.spec import CompareSpec, LoadSpec, ModelRef
 from rung.tasks.classify import TaskData, build_requests, load_task_data
 
 __all__ = [
-    "Asked",
     "Outcome",
     "PredictionRecord",
-    "Progress",
+    "Prepared",
     "RungFailure",
     "RungRun",
-    "SilentProgress",
-    "ask_through_cache",
-    "cache_fingerprint",
     "prepare",
     "run_rungs",
 ]
-
-
-class Progress(Protocol):
-    """What the runner reports while it works; the CLI draws it with Rich."""
-
-    def rung_started(self, label: str, total: int, cached: int) -> None: ...
-    def step(self, label: str, message: str) -> None: ...
-    def advance(self, label: str, n: int) -> None: ...
-    def rung_finished(self, label: str) -> None: ...
-    def rung_failed(self, label: str, message: str) -> None: ...
-
-
-class SilentProgress:
-    def rung_started(self, label: str, total: int, cached: int) -> None:
-        pass
-
-    def step(self, label: str, message: str) -> None:
-        pass
-
-    def advance(self, label: str, n: int) -> None:
-        pass
-
-    def rung_finished(self, label: str) -> None:
-        pass
-
-    def rung_failed(self, label: str, message: str) -> None:
-        pass
 
 
 @dataclass
@@ -110,115 +87,6 @@ def prepare(spec: CompareSpec, base_dir: Path) -> Prepared:
     for _, model in models:
         model.check()
     return Prepared(spec=spec, data=data, requests=build_requests(spec.task, data), models=models)
-
-
-def _train_hash(data: TaskData) -> str:
-    return stable_hash([[ex.id, ex.text, ex.label] for ex in data.train])
-
-
-def cache_fingerprint(model: Model, data: TaskData) -> str:
-    """What keys a rung's answers in the response cache: the model, and for a rung that trains
-    on the task, its training split."""
-    fingerprint = model.fingerprint()
-    if model.needs_training:
-        fingerprint = stable_hash([fingerprint, _train_hash(data)])
-    return fingerprint
-
-
-def _info_to_json(info: ModelInfo) -> dict[str, Any]:
-    return {
-        "params": info.params,
-        "file_size_bytes": info.file_size_bytes,
-        "path": info.path,
-        "quantization": info.quantization,
-        "context_length": info.context_length,
-        "extra": info.extra,
-    }
-
-
-def _info_from_json(data: dict[str, Any] | None) -> ModelInfo:
-    if not data:
-        return ModelInfo()
-    return ModelInfo(
-        params=data.get("params"),
-        file_size_bytes=data.get("file_size_bytes"),
-        path=data.get("path"),
-        quantization=data.get("quantization"),
-        context_length=data.get("context_length"),
-        extra=dict(data.get("extra") or {}),
-    )
-
-
-async def _answer(
-    model: Model,
-    label: str,
-    todo: list[tuple[int, ClassifyRequest]],
-    on_answer: Any,
-    progress: Progress,
-    batch_size: int,
-) -> None:
-    """Send the missing requests with at most ``model.max_concurrency`` calls in flight."""
-    limit = asyncio.Semaphore(max(1, model.max_concurrency))
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-
-    async def one(batch: list[tuple[int, ClassifyRequest]]) -> None:
-        async with limit:
-            started = time.perf_counter()
-            preds = await model.classify([req for _, req in batch])
-            latency_ms = (time.perf_counter() - started) * 1000
-        if len(preds) != len(batch):
-            raise RuntimeError(
-                f"{model.model_id} returned {len(preds)} answers for {len(batch)} requests"
-            )
-        for (index, _), pred in zip(batch, preds, strict=True):
-            on_answer(index, pred, latency_ms)
-        progress.advance(label, len(batch))
-
-    tasks = [asyncio.ensure_future(one(b)) for b in batches]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        # On an error or Ctrl-C, stop the calls still in flight: answers already stored stay.
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-class _Ready:
-    """Loads (and trains) a rung at most once, and only when some work needs it."""
-
-    def __init__(
-        self, model: Model, data: TaskData, facts: dict[str, Any], progress: Progress, label: str
-    ) -> None:
-        self.model, self.data, self.facts, self.progress, self.label = (
-            model,
-            data,
-            facts,
-            progress,
-            label,
-        )
-        self.done = False
-
-    async def __call__(self) -> None:
-        if self.done:
-            return
-        self.progress.step(self.label, "loading")
-        started = time.perf_counter()
-        await asyncio.to_thread(self.model.load)
-        self.facts["load_s"] = time.perf_counter() - started
-        if self.model.needs_training:
-            train = self.data.train
-            self.progress.step(self.label, f"training on {len(train)} examples")
-            started = time.perf_counter()
-            await asyncio.to_thread(
-                self.model.fit,
-                [ex.text for ex in train],
-                [ex.label for ex in train],
-                list(self.data.labels),
-            )
-            self.facts["fit_s"] = time.perf_counter() - started
-        self.facts["info"] = _info_to_json(self.model.info())
-        self.done = True
 
 
 async def _load_test(
@@ -284,7 +152,7 @@ async def _run_rung(
     progress.rung_started(label, len(requests), len(answers))
     facts_key = f"facts:{fingerprint}"
     facts = (cache.get_fact(facts_key) if cache else None) or {}
-    ready = _Ready(model, data, facts, progress, label)
+    ready = Ready(model, data, facts, progress, label)
     run_key = f"run:{stable_hash([fingerprint, keys])}"
     # One request per call unless the spec asks for batches: latency is then what one caller
     # waits, comparable across rungs; a batch_size option measures batched throughput instead.
@@ -345,7 +213,7 @@ async def _run_rung(
                 )
 
         started = time.perf_counter()
-        await _answer(model, label, todo, on_answer, progress, batch_size)
+        await answer_all(model, label, todo, on_answer, progress, batch_size)
         fresh_wall = time.perf_counter() - started
         if cache:
             cache.put_fact(run_key, {"n": len(todo), "wall_s": fresh_wall})
@@ -393,7 +261,7 @@ async def _run_rung(
         wall_s=len(records) / throughput if throughput else 0.0,
         load_s=facts.get("load_s"),
         fit_s=facts.get("fit_s"),
-        info=_info_from_json(facts.get("info")),
+        info=info_from_json(facts.get("info")),
         cached=len(requests) - len(todo),
         concurrency=max(1, model.max_concurrency),
         load=load,
@@ -411,15 +279,6 @@ class RungFailure:
     signal: str | None = None
     stage: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "model": self.model_id,
-            "error": self.error,
-            "signal": self.signal,
-            "stage": self.stage,
-        }
-
 
 @dataclass
 class Outcome:
@@ -435,7 +294,7 @@ async def run_rungs_async(
     """Every rung in turn. A rung whose probe process dies by a signal is recorded as failed
     and the others still run; any other error stops the run (answers so far stay cached)."""
     progress = progress or SilentProgress()
-    cache = ResponseCache(cache_dir() / "responses.sqlite") if use_cache else None
+    cache = open_cache(use_cache)
     outcome = Outcome(runs=[], failures=[])
     try:
         for ref, model in prepared.models:
@@ -457,70 +316,3 @@ def run_rungs(
     prepared: Prepared, *, use_cache: bool = True, progress: Progress | None = None
 ) -> Outcome:
     return asyncio.run(run_rungs_async(prepared, use_cache=use_cache, progress=progress))
-
-
-@dataclass
-class Asked:
-    """A rung's answers to a list of requests, in order, and what they took."""
-
-    predictions: list[Prediction]
-    cached: int
-    fresh_seconds: float
-
-
-async def ask_through_cache(
-    model: Model,
-    requests: Sequence[ClassifyRequest],
-    data: TaskData,
-    *,
-    use_cache: bool = True,
-    progress: Progress | None = None,
-    label: str | None = None,
-) -> Asked:
-    """Answers from ``model`` for ``requests``, read from and stored in the response cache that
-    ``rung compare`` uses, one answer at a time: what a comparison already paid for is free, and
-    an interrupted run resumes without asking twice. The model is loaded (and trained on
-    ``data``'s training split when it trains) only when some answer is missing."""
-    progress = progress or SilentProgress()
-    label = label or model.model_id
-    cache = ResponseCache(cache_dir() / "responses.sqlite") if use_cache else None
-    try:
-        keys = [request_key(cache_fingerprint(model, data), r) for r in requests]
-        stored = cache.get_many(keys) if cache else {}
-        answers: dict[int, Prediction] = {
-            i: Prediction.from_json(stored[k]["prediction"])
-            for i, k in enumerate(keys)
-            if k in stored
-        }
-        todo = [(i, r) for i, r in enumerate(requests) if i not in answers]
-        progress.rung_started(label, len(requests), len(answers))
-        fresh = 0.0
-        if todo:
-            await _Ready(model, data, {}, progress, label)()
-            progress.step(label, "answering")
-
-            def on_answer(index: int, pred: Prediction, latency_ms: float) -> None:
-                answers[index] = pred
-                if cache:
-                    cache.put(
-                        keys[index],
-                        model.model_id,
-                        {"prediction": pred.to_json(), "latency_ms": latency_ms},
-                    )
-
-            started = time.perf_counter()
-            await _answer(model, label, todo, on_answer, progress, 1)
-            fresh = time.perf_counter() - started
-        progress.rung_finished(label)
-        return Asked(
-            predictions=[answers[i] for i in range(len(requests))],
-            cached=len(requests) - len(todo),
-            fresh_seconds=fresh,
-        )
-    finally:
-        if cache:
-            cache.close()
-
-
-def rung_labels(runs: Sequence[RungRun]) -> list[str]:
-    return [r.ref.display for r in runs]

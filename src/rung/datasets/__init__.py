@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from rung.compare.spec import CompareSpec, parse_spec
+from rung.runs.spec import CompareSpec, parse_spec
 
 __all__ = ["FPB_ALLAGREE", "demo_spec"]
 

@@ -1,4 +1,4 @@
-"""report.html: the comparison as one self-contained page, from results.json and the predictions.
+"""report.html: the comparison as one self-contained page, from the run record and the predictions.
 
 The page carries its own copy of plotly.js (inlined once), so it opens offline and from an
 e-mail attachment; it loads no font, image or script from anywhere. Figures a run did not
@@ -9,7 +9,6 @@ or the data is escaped.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,12 @@ from typing import Any
 import plotly.io as pio  # type: ignore[import-untyped]
 import plotly.offline  # type: ignore[import-untyped]
 
-from rung.advise.fmt import usd
+from rung import fmt
 from rung.report import plots
-from rung.report.markdown import find_disagreements, fmt_bytes, fmt_params
+from rung.report.markdown import find_disagreements
+from rung.runs.record import FailedRung, Metric, PredictionRow, RungResult, RunResults
 
-__all__ = ["MAX_DISAGREEMENTS", "read_predictions", "render_html", "write_html"]
+__all__ = ["MAX_DISAGREEMENTS", "render_html", "write_html"]
 
 #: rows of the disagreement table; past this the page grows slow to filter and scroll
 MAX_DISAGREEMENTS = 500
@@ -69,34 +69,38 @@ def _f(x: Any, fmt: str = ".1f", unit: str = "") -> str:
 
 def _mb(x: Any) -> str:
     v = _num(x)
-    return "–" if v is None else fmt_bytes(int(v * plots.MB))
+    return "–" if v is None else fmt.bytes_(int(v * plots.MB))
 
 
-def _est(q: Mapping[str, Any]) -> Markup:
-    low, high = q["ci95"]
-    return Markup(f'{q["value"]:.3f}<br><span class="ci">[{low:.3f}, {high:.3f}]</span>')
+def _usd(x: float | None) -> str:
+    return "–" if x is None else fmt.usd(x)
+
+
+def _est(q: Metric) -> Markup:
+    low, high = q.ci95
+    return Markup(f'{q.value:.3f}<br><span class="ci">[{low:.3f}, {high:.3f}]</span>')
 
 
 def _section(anchor: str, title: str, *parts: str) -> str:
     return f'<section id="{anchor}"><h2>{_e(title)}</h2>{"".join(parts)}</section>'
 
 
-def _header(results: Mapping[str, Any]) -> str:
-    task = results.get("task") or {}
-    labels = [str(lab) for lab in task.get("labels") or []]
-    title = results.get("name") or "Comparison"
+def _header(results: RunResults) -> str:
+    task = results.task
+    labels = list(task.labels)
+    title = results.name or "Comparison"
     return (
-        f"<header><h1>{_e(title)}</h1><p>Task: <b>{_e(task.get('type', '?'))}</b> into "
-        f"{len(labels)} labels ({_e(', '.join(labels))}); {_e(task.get('n_test', '?'))} test "
-        f"examples, {_e(task.get('n_train', '?'))} training examples, seed "
-        f'{_e(task.get("seed", "?"))}.</p><p class="note">Data: <code>{_e(task.get("data"))}'
-        f"</code>. Made by rung {_e(results.get('rung_version', '?'))} at "
-        f"{_e(results.get('created', '?'))}. Intervals are bootstrap 95% confidence intervals "
+        f"<header><h1>{_e(title)}</h1><p>Task: <b>{_e(task.type)}</b> into "
+        f"{len(labels)} labels ({_e(', '.join(labels))}); {_e(task.n_test)} test "
+        f"examples, {_e(task.n_train)} training examples, seed "
+        f'{_e(task.seed)}.</p><p class="note">Data: <code>{_e(task.data)}'
+        f"</code>. Made by rung {_e(results.rung_version)} at "
+        f"{_e(results.created)}. Intervals are bootstrap 95% confidence intervals "
         "over the test examples.</p></header>"
     )
 
 
-def _summary(rungs: Sequence[Mapping[str, Any]], failed: Sequence[Mapping[str, Any]] = ()) -> str:
+def _summary(rungs: Sequence[RungResult], failed: Sequence[FailedRung] = ()) -> str:
     headers = [
         "rung", "accuracy [95% CI]", "macro-F1 [95% CI]", "invalid", "p50 ms", "p95 ms",
         "p99 ms", "examples/s", "tokens in / out", "$ / 1k req", "peak RSS", "est. memory",
@@ -104,35 +108,30 @@ def _summary(rungs: Sequence[Mapping[str, Any]], failed: Sequence[Mapping[str, A
     ]  # fmt: skip
     rows = []
     for r in rungs:
-        q, lat, tok = r["quality"], r.get("latency_ms") or {}, r.get("tokens") or {}
-        mem = r.get("memory_mb") or {}
+        q, lat, tok, mem = r.quality, r.latency_ms, r.tokens, r.memory_mb
         rows.append(
             [
-                r["label"],
-                _est(q["accuracy"]),
-                _est(q["macro_f1"]),
-                q.get("invalid", 0),
-                _f(lat.get("p50")),
-                _f(lat.get("p95")),
-                _f(lat.get("p99")),
-                _f(r.get("throughput_per_s")),
-                f"{_f(tok.get('in_per_request'), '.0f')} / {_f(tok.get('out_per_request'))}",
-                "–" if r.get("cost_usd_per_1k") is None else usd(r["cost_usd_per_1k"]),
-                _mb(mem.get("peak_rss")),
-                _mb(mem.get("estimate")),
-                f"{_f(r.get('load_s'))} / {_f(r.get('fit_s'))}",
-                fmt_params(r.get("params")),
-                fmt_bytes(r.get("file_size_bytes")),
+                r.label,
+                _est(q.accuracy),
+                _est(q.macro_f1),
+                q.invalid,
+                _f(lat.p50),
+                _f(lat.p95),
+                _f(lat.p99),
+                _f(r.throughput_per_s),
+                f"{_f(tok.in_per_request, '.0f')} / {_f(tok.out_per_request)}",
+                _usd(r.cost_usd_per_1k),
+                _mb(mem.peak_rss),
+                _mb(mem.estimate),
+                f"{_f(r.load_s)} / {_f(r.fit_s)}",
+                fmt.params(r.params, "?"),
+                fmt.bytes_(r.file_size_bytes, "?"),
             ]
         )
-    best = max(rungs, key=lambda r: r["quality"]["accuracy"]["value"])
-    acc = best["quality"]["accuracy"]
-    tied = [
-        str(r["label"])
-        for r in rungs
-        if r is not best and r["quality"]["accuracy"]["ci95"][1] >= acc["ci95"][0]
-    ]
-    verdict = f"Most accurate: {best['label']} ({acc['value']:.3f})."
+    best = max(rungs, key=lambda r: r.quality.accuracy.value)
+    acc = best.quality.accuracy
+    tied = [r.label for r in rungs if r is not best and r.quality.accuracy.ci95[1] >= acc.ci95[0]]
+    verdict = f"Most accurate: {best.label} ({acc.value:.3f})."
     if tied:
         verdict += (
             f" Its interval overlaps those of {', '.join(tied)}: on this sample they are not "
@@ -145,11 +144,11 @@ def _summary(rungs: Sequence[Mapping[str, Any]], failed: Sequence[Mapping[str, A
         _table(headers, rows, "figures"),
         Markup("</div>"),
         Markup(f"<p>{_e(verdict)}</p>"),
-        *(Markup(f'<p class="failed">Not measured: {_e(f["error"])}</p>') for f in failed),
+        *(Markup(f'<p class="failed">Not measured: {_e(f.error)}</p>') for f in failed),
     )
 
 
-def _pareto(rungs: Sequence[Mapping[str, Any]]) -> str:
+def _pareto(rungs: Sequence[RungResult]) -> str:
     parts: list[str] = [
         _note(
             "Up and to the left is better. Filled markers joined by the dashed line are the "
@@ -160,7 +159,7 @@ def _pareto(rungs: Sequence[Mapping[str, Any]]) -> str:
     ]
     notes = []
     for axis in plots.pareto_axes(rungs):
-        missing = [str(r["label"]) for r in rungs if axis.value(r) is None]
+        missing = [r.label for r in rungs if axis.value(r) is None]
         if len(missing) == len(rungs):
             notes.append(f"{axis.title}: not drawn, no rung has a figure for {axis.label}.")
             continue
@@ -172,7 +171,7 @@ def _pareto(rungs: Sequence[Mapping[str, Any]]) -> str:
     return _section("pareto", "Quality against cost, latency and memory", *parts)
 
 
-def _load(rungs: Sequence[Mapping[str, Any]]) -> str:
+def _load(rungs: Sequence[RungResult]) -> str:
     fig = plots.load_figure(rungs)
     if fig is None:
         return _section(
@@ -183,20 +182,20 @@ def _load(rungs: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for r in rungs:
         for lv in plots.load_levels(r):
-            lat = lv.get("latency_ms") or {}
+            lat = lv.latency_ms
             rows.append(
                 [
-                    r["label"],
-                    lv.get("concurrency"),
-                    lv.get("requests"),
-                    lv.get("errors"),
-                    _f(lv.get("wall_s")),
-                    _f(lv.get("throughput_per_s")),
-                    _f(lv.get("output_tokens_per_s")),
-                    _f(lat.get("p50")),
-                    _f(lat.get("p95")),
-                    _f(lat.get("p99")),
-                    lv.get("first_error") or "",
+                    r.label,
+                    lv.concurrency,
+                    lv.requests,
+                    lv.errors,
+                    _f(lv.wall_s),
+                    _f(lv.throughput_per_s),
+                    _f(lv.output_tokens_per_s),
+                    _f(lat.p50),
+                    _f(lat.p95),
+                    _f(lat.p99),
+                    lv.first_error or "",
                 ]
             )
     headers = [
@@ -215,30 +214,20 @@ def _load(rungs: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _cost(results: Mapping[str, Any]) -> str:
-    rows: list[list[object]] = []
-    for c in results.get("counterfactual") or []:
-        rows.append(
-            [
-                c.get("label") or c.get("model"),
-                "in this run" if c.get("in_ladder") else "not run: priced",
-                "–" if c.get("usd_per_1k") is None else usd(c["usd_per_1k"]),
-                c.get("basis") or "",
-            ]
-        )
+def _cost(results: RunResults) -> str:
+    rows: list[list[object]] = [
+        [
+            c.label or c.model,
+            "in this run" if c.in_ladder else "not run: priced",
+            _usd(c.usd_per_1k),
+            c.basis,
+        ]
+        for c in results.counterfactual
+    ]
     if not rows:
-        for r in results["rungs"]:
-            cost = r.get("cost") or {}
-            if r.get("cost_usd_per_1k") is None and not cost:
-                continue
-            rows.append(
-                [
-                    r["label"],
-                    "in this run",
-                    "–" if r.get("cost_usd_per_1k") is None else usd(r["cost_usd_per_1k"]),
-                    cost.get("detail") or "",
-                ]
-            )
+        rows = [
+            [r.label, "in this run", _usd(r.cost_usd_per_1k), r.cost.detail] for r in results.rungs
+        ]
     if not rows:
         return _section("cost", "Cost", _note("This run has no cost figures."))
     return _section(
@@ -254,15 +243,13 @@ def _cost(results: Mapping[str, Any]) -> str:
     )
 
 
-def _memory(rungs: Sequence[Mapping[str, Any]]) -> str:
-    keys = ("peak_rss", "baseline_rss", "model_rss", "peak_gpu", "estimate", "file")
+def _memory(rungs: Sequence[RungResult]) -> str:
     rows = []
     for r in rungs:
-        mem = r.get("memory_mb") or {}
-        if any(_num(mem.get(k)) is not None for k in keys):
-            rows.append(
-                [r["label"], *(_mb(mem.get(k)) for k in keys), mem.get("estimate_basis") or ""]
-            )
+        m = r.memory_mb
+        figures = (m.peak_rss, m.baseline_rss, m.model_rss, m.peak_gpu, m.estimate, m.file)
+        if any(_num(v) is not None for v in figures):
+            rows.append([r.label, *(_mb(v) for v in figures), m.estimate_basis])
     if not rows:
         return ""
     headers = [
@@ -280,15 +267,14 @@ def _memory(rungs: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _confusion(rungs: Sequence[Mapping[str, Any]]) -> str:
+def _confusion(rungs: Sequence[RungResult]) -> str:
     parts: list[str] = [_note("Rows: gold label; columns: predicted label."), '<div class="grid">']
     for i, r in enumerate(rungs):
-        per_class = r["quality"].get("per_class") or {}
         table = _table(
             ["label", "precision", "recall", "F1", "support"],
             (
-                [lab, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]]
-                for lab, c in per_class.items()
+                [lab, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", c.support]
+                for lab, c in r.quality.per_class.items()
             ),
             "figures small",
         )
@@ -336,31 +322,25 @@ window.addEventListener("load", function () {
 
 
 def _aligned(
-    names: Sequence[str], predictions: Sequence[Mapping[str, Any]]
+    names: Sequence[str], predictions: Sequence[PredictionRow]
 ) -> list[list[tuple[str, str, str, str | None]]]:
     """Per rung, (id, text, gold, predicted) for the examples every rung answered, in the
     first rung's order."""
-    by_rung: dict[str, dict[str, Mapping[str, Any]]] = {n: {} for n in names}
+    by_rung: dict[str, dict[str, PredictionRow]] = {n: {} for n in names}
     for p in predictions:
-        if p.get("rung") in by_rung:
-            by_rung[str(p["rung"])][str(p.get("id"))] = p
+        if p.rung in by_rung:
+            by_rung[p.rung][p.id] = p
     ids = [i for i in by_rung[names[0]] if all(i in by_rung[n] for n in names)]
     return [
-        [
-            (i, str(by_rung[n][i].get("text", "")), str(by_rung[n][i].get("gold")), pred)
-            for i in ids
-            for pred in [by_rung[n][i].get("predicted")]
-        ]
+        [(i, row.text, row.gold, row.predicted) for i in ids for row in [by_rung[n][i]]]
         for n in names
     ]
 
 
-def _disagreements(
-    rungs: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]
-) -> str:
+def _disagreements(rungs: Sequence[RungResult], predictions: Sequence[PredictionRow]) -> str:
     if len(rungs) < 2:
         return ""
-    names = [str(r["label"]) for r in rungs]
+    names = [r.label for r in rungs]
     if not predictions:
         return _section("disagree", "Where the rungs disagree", _note("No predictions given."))
     records = _aligned(names, predictions)
@@ -377,7 +357,7 @@ def _disagreements(
             "Where the rungs disagree",
             _note("The rungs gave the same answer on every example."),
         )
-    confidence = {(str(p.get("rung")), str(p.get("id"))): p.get("confidence") for p in predictions}
+    confidence = {(p.rung, p.id): p.confidence for p in predictions}
     head = "".join(f"<th>{_e(n)}</th>" for n in names)
     body = []
     for d in found[:MAX_DISAGREEMENTS]:
@@ -498,15 +478,15 @@ footer { color: var(--muted); font-size: 12px; margin-top: 32px; }
 
 
 def render_html(
-    results: Mapping[str, Any],
-    predictions: Sequence[Mapping[str, Any]],
+    results: RunResults,
+    predictions: Sequence[PredictionRow],
     advice: Mapping[str, Any] | None = None,
 ) -> str:
     """The report page for ``results`` (results.json), ``predictions`` (the rows of
     predictions.jsonl) and, when given, ``advice`` (``Advice.to_json()``)."""
-    rungs = results["rungs"]
+    rungs = results.rungs
     sections = [
-        _summary(rungs, results.get("failed") or ()),
+        _summary(rungs, results.failed),
         _advice(advice),
         _pareto(rungs),
         _load(rungs),
@@ -522,28 +502,23 @@ def render_html(
         ("confusion", "Confusion"), ("disagree", "Disagreements"),
     ]  # fmt: skip
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in titles if f'id="{a}"' in body)
-    title = _e(results.get("name") or "Comparison")
+    title = _e(results.name or "Comparison")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title} — rung report</title><style>{CSS}</style>"
         f"<script>{plotly.offline.get_plotlyjs()}</script></head><body><main>"
         f"{_header(results)}<nav>{nav}</nav>{body}<script>{RESIZE_JS}</script>"
-        f"<footer>Made by rung {_e(results.get('rung_version', '?'))}. This page is "
+        f"<footer>Made by rung {_e(results.rung_version)}. This page is "
         "self-contained: it opens offline.</footer></main></body></html>\n"
     )
 
 
 def write_html(
     path: Path,
-    results: Mapping[str, Any],
-    predictions: Sequence[Mapping[str, Any]],
+    results: RunResults,
+    predictions: Sequence[PredictionRow],
     advice: Mapping[str, Any] | None = None,
 ) -> Path:
     path.write_text(render_html(results, predictions, advice), encoding="utf-8")
     return path
-
-
-def read_predictions(path: Path) -> list[dict[str, Any]]:
-    """The rows of a predictions.jsonl."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

@@ -1,12 +1,14 @@
-"""report.md: the comparison as a person reads it, from results.json and the predictions."""
+"""report.md: the comparison as a person reads it, from the run record and the predictions."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-__all__ = ["Disagreement", "find_disagreements", "fmt_bytes", "fmt_params", "render_markdown"]
+from rung import fmt
+from rung.runs.record import LoadLevel, Metric, RungResult, RunResults
+
+__all__ = ["Disagreement", "find_disagreements", "render_markdown"]
 
 
 @dataclass(frozen=True)
@@ -35,29 +37,9 @@ def find_disagreements(
     return found[:limit]
 
 
-def fmt_params(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.0f}{unit}" if n >= 10 * size else f"{n / size:.1f}{unit}"
-    return str(n)
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def _est(q: dict[str, Any]) -> str:
-    low, high = q["ci95"]
-    return f"{q['value']:.3f} [{low:.3f}, {high:.3f}]"
+def _est(q: Metric) -> str:
+    low, high = q.ci95
+    return f"{q.value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _secs(v: float | None) -> str:
@@ -78,9 +60,9 @@ def _mb(v: float | None) -> str:
     return "?" if v is None else f"{v:,.0f} MB"
 
 
-def _cost_memory_section(results: dict[str, Any]) -> list[str]:
-    rungs = results["rungs"]
-    if not any("cost" in r or r.get("memory_mb") for r in rungs):
+def _cost_memory_section(results: RunResults) -> list[str]:
+    rungs = results.rungs
+    if not rungs:
         return []
     out = [
         "",
@@ -93,31 +75,28 @@ def _cost_memory_section(results: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rungs:
-        m = r.get("memory_mb") or {}
-        cost = r.get("cost") or {}
+        m = r.memory_mb
         out.append(
-            f"| {_md_cell(r['label'])} | {_mb(m.get('peak_rss'))} | {_mb(m.get('model_rss'))} "
-            f"| {_mb(m.get('estimate'))} | {_mb(m.get('file'))} | {_money(r.get('cost_usd_per_1k'))} "
-            f"| {_md_cell(str(cost.get('detail', '')))} |"
+            f"| {_md_cell(r.label)} | {_mb(m.peak_rss)} | {_mb(m.model_rss)} "
+            f"| {_mb(m.estimate)} | {_mb(m.file)} | {_money(r.cost_usd_per_1k)} "
+            f"| {_md_cell(r.cost.detail)} |"
         )
-    others = [c for c in results.get("counterfactual") or [] if not c.get("in_ladder")]
+    others = [c for c in results.counterfactual if not c.in_ladder]
     if others:
         out += ["", "The same workload on API models that were not run:", ""]
         out += ["| model | $ per 1k requests | how |", "|---|---|---|"]
         for c in others:
-            out.append(
-                f"| {_md_cell(c['label'])} | {_money(c['usd_per_1k'])} | {_md_cell(c['basis'])} |"
-            )
+            out.append(f"| {_md_cell(c.label)} | {_money(c.usd_per_1k)} | {_md_cell(c.basis)} |")
     return out
 
 
-def _ttft(level: dict[str, Any]) -> str:
-    ttft = level.get("ttft_ms")
-    return "-" if not ttft else f"{ttft['p50']:.1f} / {ttft['p95']:.1f}"
+def _ttft(level: LoadLevel) -> str:
+    ttft = level.ttft_ms
+    return "-" if not ttft else f"{ttft.p50:.1f} / {ttft.p95:.1f}"
 
 
-def _load_section(rungs: Sequence[dict[str, Any]]) -> list[str]:
-    if not any(r.get("load") for r in rungs):
+def _load_section(rungs: Sequence[RungResult]) -> list[str]:
+    if not any(r.load for r in rungs):
         return []
     out = [
         "",
@@ -130,26 +109,26 @@ def _load_section(rungs: Sequence[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rungs:
-        for lv in r.get("load") or []:
-            lat = lv["latency_ms"]
+        for lv in r.load or []:
+            lat = lv.latency_ms
             out.append(
-                f"| {_md_cell(r['label'])} | {lv['concurrency']} | {lv['throughput_per_s']:.1f} "
-                f"| {lat['p50']:.1f} | {lat['p95']:.1f} | {lat['p99']:.1f} | {_ttft(lv)} "
-                f"| {lv['errors']} |"
+                f"| {_md_cell(r.label)} | {lv.concurrency} | {lv.throughput_per_s:.1f} "
+                f"| {lat.p50:.1f} | {lat.p95:.1f} | {lat.p99:.1f} | {_ttft(lv)} "
+                f"| {lv.errors} |"
             )
     return out
 
 
-def render_markdown(results: dict[str, Any], disagreements: Sequence[Disagreement]) -> str:
-    task = results["task"]
-    rungs = results["rungs"]
-    title = results.get("name") or "Comparison"
+def render_markdown(results: RunResults, disagreements: Sequence[Disagreement]) -> str:
+    task = results.task
+    rungs = results.rungs
+    title = results.name or "Comparison"
     out = [
         f"# {title}",
         "",
-        f"Task: **{task['type']}** into {len(task['labels'])} labels ({', '.join(task['labels'])}); "
-        f"{task['n_test']} test examples, {task['n_train']} training examples, seed {task['seed']}.",
-        f"Data: `{task['data']}`. Made by rung {results['rung_version']} at {results['created']}.",
+        f"Task: **{task.type}** into {len(task.labels)} labels ({', '.join(task.labels)}); "
+        f"{task.n_test} test examples, {task.n_train} training examples, seed {task.seed}.",
+        f"Data: `{task.data}`. Made by rung {results.rung_version} at {results.created}.",
         "",
         "Intervals are bootstrap 95% confidence intervals over the test examples. Latency is per "
         "request, one request at a time unless the rung's concurrency says otherwise.",
@@ -161,52 +140,49 @@ def render_markdown(results: dict[str, Any], disagreements: Sequence[Disagreemen
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rungs:
-        q = r["quality"]
-        lat = r["latency_ms"]
-        tok = r["tokens"]
+        q = r.quality
+        lat = r.latency_ms
+        tok = r.tokens
         out.append(
-            f"| {_md_cell(r['label'])} | {_est(q['accuracy'])} | {_est(q['macro_f1'])} | {q['invalid']} "
-            f"| {lat['p50']:.1f} | {lat['p95']:.1f} | {r['throughput_per_s']:.1f} "
-            f"| {tok['in_per_request']:.0f} / {tok['out_per_request']:.1f} | {_secs(r['load_s'])} "
-            f"| {_secs(r['fit_s']) if r['fit_s'] is not None else '-'} | {fmt_params(r['params'])} "
-            f"| {fmt_bytes(r['file_size_bytes'])} |"
+            f"| {_md_cell(r.label)} | {_est(q.accuracy)} | {_est(q.macro_f1)} | {q.invalid} "
+            f"| {lat.p50:.1f} | {lat.p95:.1f} | {r.throughput_per_s:.1f} "
+            f"| {tok.in_per_request:.0f} / {tok.out_per_request:.1f} | {_secs(r.load_s)} "
+            f"| {_secs(r.fit_s) if r.fit_s is not None else '-'} | {fmt.params(r.params, '?')} "
+            f"| {fmt.bytes_(r.file_size_bytes, '?')} |"
         )
-    best = max(rungs, key=lambda r: r["quality"]["accuracy"]["value"])
+    best = max(rungs, key=lambda r: r.quality.accuracy.value)
     tied = [
-        r["label"]
+        r.label
         for r in rungs
-        if r is not best
-        and r["quality"]["accuracy"]["ci95"][1] >= best["quality"]["accuracy"]["ci95"][0]
+        if r is not best and r.quality.accuracy.ci95[1] >= best.quality.accuracy.ci95[0]
     ]
-    out += ["", f"Most accurate: **{best['label']}** ({best['quality']['accuracy']['value']:.3f})."]
+    out += ["", f"Most accurate: **{best.label}** ({best.quality.accuracy.value:.3f})."]
     if tied:
         out.append(
             f"Its interval overlaps those of {', '.join(tied)}: on this sample they are not "
             "clearly worse."
         )
-    for failed in results.get("failed") or []:
-        out += ["", f"Not measured: {failed['label']}: {failed['error']}"]
+    for failed in results.failed:
+        out += ["", f"Not measured: {failed.label}: {failed.error}"]
     out += _cost_memory_section(results)
     out += _load_section(rungs)
     out += ["", "## Per class", ""]
     for r in rungs:
         out += [
-            f"### {r['label']}",
+            f"### {r.label}",
             "",
             "| label | precision | recall | F1 | support |",
             "|---|---|---|---|---|",
         ]
-        for lab, c in r["quality"]["per_class"].items():
+        for lab, c in r.quality.per_class.items():
             out.append(
-                f"| {_md_cell(lab)} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+                f"| {_md_cell(lab)} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} |"
             )
-        conf = r["quality"]["confusion"]
+        conf = r.quality.confusion
         out += ["", "Confusion matrix (rows: gold, columns: predicted):", ""]
-        out.append(
-            "| gold \\ predicted | " + " | ".join(_md_cell(c) for c in conf["columns"]) + " |"
-        )
-        out.append("|---" * (len(conf["columns"]) + 1) + "|")
-        for lab, row in zip(conf["labels"], conf["matrix"], strict=True):
+        out.append("| gold \\ predicted | " + " | ".join(_md_cell(c) for c in conf.columns) + " |")
+        out.append("|---" * (len(conf.columns) + 1) + "|")
+        for lab, row in zip(conf.labels, conf.matrix, strict=True):
             out.append(f"| {_md_cell(lab)} | " + " | ".join(str(v) for v in row) + " |")
         out.append("")
     if len(rungs) > 1:
@@ -214,7 +190,7 @@ def render_markdown(results: dict[str, Any], disagreements: Sequence[Disagreemen
         if not disagreements:
             out.append("The rungs gave the same answer on every example.")
         else:
-            names = [r["label"] for r in rungs]
+            names = [r.label for r in rungs]
             out.append("| id | text | gold | " + " | ".join(_md_cell(n) for n in names) + " |")
             out.append("|---" * (3 + len(names)) + "|")
             for d in disagreements:

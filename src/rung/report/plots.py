@@ -1,23 +1,26 @@
-"""The report's plots, as Plotly figures built from the rungs of results.json.
+"""The report's plots, as Plotly figures built from the rungs of the run record.
 
 Every string that comes from the user (rung labels, class labels, cost notes) is HTML-escaped
 before it reaches Plotly, because Plotly reads tags such as ``<b>`` and ``<a>`` in text.
-Each rung keeps one colour in every plot, chosen by its position in the ladder.
+Each rung keeps one colour in every plot, chosen by its position in the ladder
+(``rung.plot_style``).
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
+from rung.plot_style import FONT, colour
+from rung.runs.record import LoadLevel, RungResult
+
 __all__ = [
-    "PALETTE",
     "ParetoAxis",
     "confusion_figure",
     "load_figure",
@@ -27,22 +30,11 @@ __all__ = [
     "pareto_frontier",
 ]
 
-PALETTE = (
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-    "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
-)  # fmt: skip
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 MB = 2**20
-
-Rung = Mapping[str, Any]
 
 
 def _t(text: object) -> str:
     return html.escape(str(text), quote=False)
-
-
-def colour(i: int) -> str:
-    return PALETTE[i % len(PALETTE)]
 
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
@@ -79,45 +71,46 @@ class ParetoAxis:
     key: str  # used in the plot's element id
     title: str  # the plot's title
     label: str  # the x axis title
-    value: Callable[[Rung], float | None]
-    hover: Callable[[Rung], str]  # plain text, escaped when drawn
+    value: Callable[[RungResult], float | None]
+    hover: Callable[[RungResult], str]  # plain text, escaped when drawn
 
 
 def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
 
 
-def _memory(r: Rung) -> Mapping[str, Any]:
-    mem = r.get("memory_mb")
-    return mem if isinstance(mem, Mapping) else {}
+def _cost_hover(r: RungResult) -> str:
+    return r.cost.detail
 
 
-def _cost_hover(r: Rung) -> str:
-    cost = r.get("cost")
-    return str(cost.get("detail") or "") if isinstance(cost, Mapping) else ""
-
-
-def _memory_hover(r: Rung) -> str:
-    mem = _memory(r)
+def _memory_hover(r: RungResult) -> str:
+    mem = r.memory_mb
     parts = [
         f"{name} {v:,.0f} MB"
-        for name, key in (
-            ("model RSS", "model_rss"),
-            ("baseline", "baseline_rss"),
-            ("GPU", "peak_gpu"),
-            ("estimate", "estimate"),
-            ("file", "file"),
+        for name, value in (
+            ("model RSS", mem.model_rss),
+            ("baseline", mem.baseline_rss),
+            ("GPU", mem.peak_gpu),
+            ("estimate", mem.estimate),
+            ("file", mem.file),
         )
-        if (v := _num(mem.get(key))) is not None
+        if (v := _num(value)) is not None
     ]
     return ", ".join(parts)
 
 
-def pareto_axes(rungs: Sequence[Rung]) -> list[ParetoAxis]:
+def _peak_rss(r: RungResult) -> float | None:
+    return _num(r.memory_mb.peak_rss)
+
+
+def _estimate(r: RungResult) -> float | None:
+    return _num(r.memory_mb.estimate)
+
+
+def pareto_axes(rungs: Sequence[RungResult]) -> list[ParetoAxis]:
     """Cost, p95 latency and memory. Memory is the measured peak RSS; when no rung was
     measured, the estimate from model metadata stands in and the axis says so."""
-    measured = any(_num(_memory(r).get("peak_rss")) is not None for r in rungs)
-    mem_key = "peak_rss" if measured else "estimate"
+    measured = any(_peak_rss(r) is not None for r in rungs)
     mem_label = (
         "peak memory, RSS (MB)"
         if measured
@@ -128,21 +121,21 @@ def pareto_axes(rungs: Sequence[Rung]) -> list[ParetoAxis]:
             "cost",
             "Quality against cost per 1,000 requests",
             "USD per 1,000 requests",
-            lambda r: _num(r.get("cost_usd_per_1k")),
+            lambda r: _num(r.cost_usd_per_1k),
             _cost_hover,
         ),
         ParetoAxis(
             "latency",
             "Quality against p95 latency",
             "p95 latency, one request at a time (ms)",
-            lambda r: _num((r.get("latency_ms") or {}).get("p95")),
+            lambda r: _num(r.latency_ms.p95),
             lambda r: "",
         ),
         ParetoAxis(
             "memory",
             "Quality against peak memory" if measured else "Quality against estimated memory",
             mem_label,
-            lambda r: _num(_memory(r).get(mem_key)),
+            _peak_rss if measured else _estimate,
             _memory_hover,
         ),
     ]
@@ -160,11 +153,16 @@ def _scaled(xs: Sequence[float], log: bool) -> tuple[list[float], list[float] | 
     return [(v - low) / (high - low) for v in vals], [low, high]
 
 
-def pareto_figure(rungs: Sequence[Rung], axis: ParetoAxis, metric: str = "accuracy") -> go.Figure:
-    """Quality (with its 95% interval) against ``axis`` for the rungs whose x is known,
-    the frontier drawn as a line through its points and with filled markers."""
+def pareto_figure(
+    rungs: Sequence[RungResult], axis: ParetoAxis, metric: str | None = None
+) -> go.Figure:
+    """Quality (with its 95% interval; ``metric``, by default the task's primary one) against
+    ``axis`` for the rungs whose x is known, the frontier drawn as a line through its points
+    and with filled markers."""
+    if metric is None:
+        metric = rungs[0].quality.primary if rungs else "accuracy"
     shown = [(i, r, x) for i, r in enumerate(rungs) if (x := axis.value(r)) is not None]
-    points = [(x, float(r["quality"][metric]["value"])) for _, r, x in shown]
+    points = [(x, r.quality.metrics()[metric].value) for _, r, x in shown]
     frontier = set(pareto_frontier(points))
     xs = [p[0] for p in points]
     log = bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= 10
@@ -182,8 +180,8 @@ def pareto_figure(rungs: Sequence[Rung], axis: ParetoAxis, metric: str = "accura
         )
     )
     for k, (i, r, x) in enumerate(shown):
-        q = r["quality"][metric]
-        value, (low, high) = float(q["value"]), q["ci95"]
+        q = r.quality.metrics()[metric]
+        value, (low, high) = q.value, q.ci95
         on_front = k in frontier
         extra = axis.hover(r)
         fig.add_trace(
@@ -191,8 +189,8 @@ def pareto_figure(rungs: Sequence[Rung], axis: ParetoAxis, metric: str = "accura
                 x=[x],
                 y=[value],
                 mode="markers+text",
-                name=_t(r["label"]),
-                text=[_t(r["label"])],
+                name=_t(r.label),
+                text=[_t(r.label)],
                 # labels point inwards, so that a rung at either end keeps its name in view
                 textposition="top left" if where[k] > 0.5 else "top right",
                 marker={
@@ -216,7 +214,7 @@ def pareto_figure(rungs: Sequence[Rung], axis: ParetoAxis, metric: str = "accura
                     ]
                 ],
                 hovertemplate=(
-                    f"<b>{_t(r['label'])}</b><br>{metric} %{{y:.3f}} [%{{customdata[0]}}]"
+                    f"<b>{_t(r.label)}</b><br>{metric} %{{y:.3f}} [%{{customdata[0]}}]"
                     f"<br>{_t(axis.label)}: %{{x:,.4g}}<br>%{{customdata[1]}}"
                     + ("<br>%{customdata[2]}" if extra else "")
                     + "<extra></extra>"
@@ -232,16 +230,12 @@ def pareto_figure(rungs: Sequence[Rung], axis: ParetoAxis, metric: str = "accura
     return _layout(fig, axis.title, 430)
 
 
-def load_levels(r: Rung) -> list[Mapping[str, Any]]:
-    """A rung's load-test levels (stored as a list or as ``{"levels": [...]}``), by concurrency."""
-    load = r.get("load")
-    if isinstance(load, Mapping):
-        load = load.get("levels")
-    levels = [lv for lv in load if isinstance(lv, Mapping)] if isinstance(load, list) else []
-    return sorted(levels, key=lambda lv: lv.get("concurrency") or 0)
+def load_levels(r: RungResult) -> list[LoadLevel]:
+    """A rung's load-test levels, by concurrency."""
+    return sorted(r.load or [], key=lambda lv: lv.concurrency)
 
 
-def load_figure(rungs: Sequence[Rung]) -> go.Figure | None:
+def load_figure(rungs: Sequence[RungResult]) -> go.Figure | None:
     """p95 latency and throughput at each concurrency level, one line per rung; levels where
     requests failed are drawn with a cross. None when no rung was load-tested."""
     if not any(load_levels(r) for r in rungs):
@@ -257,22 +251,22 @@ def load_figure(rungs: Sequence[Rung]) -> go.Figure | None:
         levels = load_levels(r)
         if not levels:
             continue
-        conc = [int(lv["concurrency"]) for lv in levels]
+        conc = [lv.concurrency for lv in levels]
         every.update(conc)
-        lat = [(lv.get("latency_ms") or {}) for lv in levels]
-        symbols = ["x" if lv.get("errors") else "circle" for lv in levels]
+        lat = [lv.latency_ms for lv in levels]
+        symbols = ["x" if lv.errors else "circle" for lv in levels]
         custom = [
             [
-                _num(lt.get("p50")),
-                _num(lt.get("p99")),
-                lv.get("requests"),
-                lv.get("errors"),
-                _num(lv.get("output_tokens_per_s")),
+                _num(lt.p50),
+                _num(lt.p99),
+                lv.requests,
+                lv.errors,
+                _num(lv.output_tokens_per_s),
             ]
             for lv, lt in zip(levels, lat, strict=True)
         ]
         hover = (
-            f"<b>{_t(r['label'])}</b><br>%{{x}} concurrent users<br>%{{y:,.4g}}"
+            f"<b>{_t(r.label)}</b><br>%{{x}} concurrent users<br>%{{y:,.4g}}"
             "<br>p50 %{customdata[0]:,.0f} ms, p99 %{customdata[1]:,.0f} ms"
             "<br>%{customdata[2]} requests, %{customdata[3]} errors"
             "<br>%{customdata[4]:,.1f} output tokens/s<extra></extra>"
@@ -286,15 +280,15 @@ def load_figure(rungs: Sequence[Rung]) -> go.Figure | None:
             "hovertemplate": hover,
         }
         fig.add_trace(
-            go.Scatter(x=conc, y=[_num(lt.get("p95")) for lt in lat], name=_t(r["label"]), **style),
+            go.Scatter(x=conc, y=[_num(lt.p95) for lt in lat], name=_t(r.label), **style),
             row=1,
             col=1,
         )
         fig.add_trace(
             go.Scatter(
                 x=conc,
-                y=[_num(lv.get("throughput_per_s")) for lv in levels],
-                name=_t(r["label"]),
+                y=[_num(lv.throughput_per_s) for lv in levels],
+                name=_t(r.label),
                 showlegend=False,
                 **style,
             ),
@@ -307,12 +301,12 @@ def load_figure(rungs: Sequence[Rung]) -> go.Figure | None:
     return _layout(fig, "Latency and throughput against concurrent users", 430)
 
 
-def confusion_figure(r: Rung, i: int) -> go.Figure:
+def confusion_figure(r: RungResult, i: int) -> go.Figure:
     """Counts of gold (rows) against predicted (columns, with invalid answers last)."""
-    conf = r["quality"]["confusion"]
-    rows = [_t(lab) for lab in conf["labels"]]
-    cols = [_t(lab) for lab in conf["columns"]]
-    matrix = conf["matrix"]
+    conf = r.quality.confusion
+    rows = [_t(lab) for lab in conf.labels]
+    cols = [_t(lab) for lab in conf.columns]
+    matrix = conf.matrix
     share = [[v / (sum(row) or 1) for v in row] for row in matrix]
     many = len(cols) > 20
     fig = go.Figure(
@@ -334,4 +328,4 @@ def confusion_figure(r: Rung, i: int) -> go.Figure:
     fig.update_yaxes(title_text="gold", autorange="reversed", type="category")
     fig.update_xaxes(title_text="predicted", type="category", side="bottom")
     height = min(900, 170 + 34 * len(rows))
-    return _layout(fig, _t(r["label"]), height)
+    return _layout(fig, _t(r.label), height)

@@ -28,6 +28,7 @@ from rung.errors import ModelNotFoundError, RunError, SpecError
 from rung.route.cascade import CascadeOptions, CascadeRung
 from rung.route.policy import Policy
 from rung.route.table import RunTable
+from rung.runs.spec import CompareSpec
 
 __all__ = ["cascade_section", "policy_of", "read_cascade", "write_cascade"]
 
@@ -52,7 +53,7 @@ def _needs_training(model_id: str) -> bool:
 
 
 def cascade_section(
-    policy: Policy, table: RunTable, run_spec: dict[str, Any] | None = None
+    policy: Policy, table: RunTable, run_spec: CompareSpec | None = None
 ) -> dict[str, Any]:
     """The serve-config entry of ``policy``: its rungs with their options, thresholds and the
     run's cost per request, plus the run's labels, prompt and training data."""
@@ -69,19 +70,20 @@ def cascade_section(
             entry["cost_usd_per_1k"] = float(f"{col.cost_usd_per_1k:.6g}")
         rungs.append(entry)
     section: dict[str, Any] = {"rungs": rungs, "labels": list(table.labels)}
-    task = (run_spec or {}).get("task") or {}
-    if task.get("prompt"):
-        section["prompt"] = task["prompt"]
-    data = task.get("data") or {}
-    if data.get("path") and any(_needs_training(table.rung(n).model) for n in policy.rungs):
+    if run_spec is None:
+        return section
+    task = run_spec.task.model_dump(mode="json")
+    section["prompt"] = task["prompt"]
+    data = task["data"]
+    if any(_needs_training(table.rung(n).model) for n in policy.rungs):
         train: dict[str, Any] = {"path": data["path"]}
         for key in ("format", "text", "label", "label_map"):
             if data.get(key) not in (None, {}, "text", "label"):
                 train[key] = data[key]
         train["labels"] = list(table.labels)
-        if task.get("train_size") is not None:
+        if task["train_size"] is not None:
             train["train_size"] = task["train_size"]
-        train["seed"] = task.get("seed", 0)
+        train["seed"] = task["seed"]
         section["train"] = train
     return section
 

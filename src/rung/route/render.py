@@ -85,7 +85,7 @@ def curve_figure(cal: Calibration) -> object:
     target line and the chosen cascade."""
     import plotly.graph_objects as go  # type: ignore[import-untyped]
 
-    from rung.report.plots import FONT, colour
+    from rung.plot_style import FONT, colour
 
     unit = cal.cost_unit
     xs = [p.cost_per_request * unit for p in (*cal.curve, *cal.singles)]

@@ -2,12 +2,12 @@
 
 ``route calibrate`` and ``route simulate`` work on this table only, so they can be tested on
 hand-built tables as well as on real runs. ``load_run`` reads a run folder (``results.json``,
-``predictions.jsonl`` and, when present, ``spec.yaml`` for each rung's backend options).
+``predictions.jsonl`` and, when present, ``spec.yaml`` for each rung's backend options)
+through ``rung.runs.RunFolder``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from numpy.typing import NDArray
 
 from rung.errors import DataError, SpecError, did_you_mean
+from rung.runs import PredictionRow, RunFolder
 
-__all__ = ["CostBasis", "RunTable", "RungColumn", "load_run", "read_run_spec", "rung_costs"]
+__all__ = ["CostBasis", "RunTable", "RungColumn", "load_run", "rung_costs"]
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -167,79 +167,26 @@ def rung_costs(rungs: Sequence[RungColumn]) -> tuple[FloatArray, CostBasis, str 
 # -- reading a run folder -------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(
-            f"cannot read {path}: {e}; is it the run folder rung compare wrote?"
-        ) from None
-
-
-def read_run_spec(run_dir: Path) -> dict[str, Any]:
-    """The spec a run saved (spec.yaml), or {} when it has none or it cannot be read."""
-    path = run_dir / "spec.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    return spec if isinstance(spec, dict) else {}
-
-
-def _spec_options(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Backend options of each rung, by its label, from the spec the run saved."""
-    found: dict[str, dict[str, Any]] = {}
-    for m in read_run_spec(run_dir).get("models") or []:
-        if isinstance(m, str):
-            found[m] = {}
-        elif isinstance(m, dict) and "id" in m:
-            found[m.get("label") or m["id"]] = dict(m.get("options") or {})
-    return found
-
-
 def load_run(run_dir: Path) -> RunTable:
     """Read a compare run folder; raises DataError naming what is missing or inconsistent."""
-    if not run_dir.is_dir():
-        raise DataError(f"run folder not found: {run_dir}; give the folder rung compare wrote")
-    pred_path, results_path = run_dir / "predictions.jsonl", run_dir / "results.json"
-    for path in (pred_path, results_path):
-        if not path.is_file():
-            raise DataError(
-                f"{run_dir} has no {path.name}: it is not a rung compare run folder; run "
-                "`rung compare SPEC --out FOLDER` and give that folder"
-            )
-    results = _read_json(results_path)
-    summaries = {r.get("label") or r.get("model"): r for r in results.get("rungs") or []}
-    options = _spec_options(run_dir)
-    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    folder = RunFolder(run_dir)
+    predictions = folder.predictions()
+    results = folder.results()
+    summaries = {r.label: r for r in results.rungs}
+    spec = folder.spec()
+    options = {m.display: dict(m.options) for m in spec.models} if spec is not None else {}
+    rows: dict[str, dict[str, PredictionRow]] = {}
     models: dict[str, str] = {}
-    try:
-        lines = pred_path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {pred_path}: {e}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            rung, ex_id = str(row["rung"]), str(row["id"])
-            missing = [k for k in ("gold", "predicted") if k not in row]
-            if missing:
-                raise KeyError(", ".join(missing))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+    for row in predictions:
+        answers = rows.setdefault(row.rung, {})
+        if row.id in answers:
             raise DataError(
-                f"{pred_path}, line {number}: not a prediction line of a rung run ({e}); "
-                "each line needs rung, id, gold, predicted and confidence"
-            ) from None
-        answers = rows.setdefault(rung, {})
-        if ex_id in answers:
-            raise DataError(f"{pred_path}: rung {rung} answered example {ex_id!r} twice")
-        answers[ex_id] = row
-        models.setdefault(rung, str(row.get("model") or rung))
+                f"{folder.predictions_path}: rung {row.rung} answered example {row.id!r} twice"
+            )
+        answers[row.id] = row
+        models.setdefault(row.rung, row.model)
     if not rows:
-        raise DataError(f"{pred_path} is empty: the run has no predictions to route")
+        raise DataError(f"{folder.predictions_path} is empty: the run has no predictions to route")
     names = [n for n in summaries if n in rows] + [n for n in rows if n not in summaries]
     first = names[0]
     ids = list(rows[first])
@@ -253,36 +200,34 @@ def load_run(run_dir: Path) -> RunTable:
                 f"{(only_a or only_b)[:3]}); routing needs every rung's answer to the same "
                 "examples: compare them in one run"
             )
-    gold = [str(rows[first][i]["gold"]) for i in ids]
+    gold = [rows[first][i].gold for i in ids]
     for name in names[1:]:
         for i, g in zip(ids, gold, strict=True):
-            if str(rows[name][i]["gold"]) != g:
+            if rows[name][i].gold != g:
                 raise DataError(
                     f"example {i!r} has gold {g!r} for {first} and "
-                    f"{rows[name][i]['gold']!r} for {name}: the predictions come from "
+                    f"{rows[name][i].gold!r} for {name}: the predictions come from "
                     "different data; compare the rungs in one run"
                 )
     columns = []
     for name in names:
-        summary = summaries.get(name, {})
-        latency = (summary.get("latency_ms") or {}).get("mean")
-        cost = summary.get("cost_usd_per_1k")
+        summary = summaries.get(name)
         columns.append(
             RungColumn(
                 label=name,
-                model=str(summary.get("model") or models[name]),
-                predicted=tuple(rows[name][i]["predicted"] for i in ids),
-                confidence=_confidences([rows[name][i].get("confidence") for i in ids]),
+                model=summary.model if summary is not None else models[name],
+                predicted=tuple(rows[name][i].predicted for i in ids),
+                confidence=_confidences([rows[name][i].confidence for i in ids]),
                 options=options.get(name, {}),
-                cost_usd_per_1k=float(cost) if cost is not None else None,
-                latency_ms=float(latency) if latency is not None else None,
+                cost_usd_per_1k=summary.cost_usd_per_1k if summary is not None else None,
+                latency_ms=summary.latency_ms.mean if summary is not None else None,
             )
         )
-    labels = (results.get("task") or {}).get("labels") or sorted(set(gold))
+    labels = results.task.labels or sorted(set(gold))
     return RunTable(
         ids=tuple(ids),
         gold=tuple(gold),
-        labels=tuple(str(x) for x in labels),
+        labels=tuple(labels),
         rungs=tuple(columns),
         source=str(run_dir),
     )

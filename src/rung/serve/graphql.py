@@ -8,10 +8,8 @@ A key sees only its own usage; without keys (``auth.required: false``) usage cov
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
-from pathlib import Path
 from typing import Any, cast
 
 import strawberry
@@ -23,7 +21,9 @@ from strawberry.asgi import GraphQL
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from rung.errors import RungError
 from rung.models.base import ChatMessage, GenerateRequest
+from rung.runs import RunFolder
 from rung.serve.errors import describe
 from rung.serve.state import ServeState, UsageSlot
 
@@ -123,41 +123,35 @@ def _graphql_error(e: Exception) -> GraphQLError:
     )
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _run(folder: Path) -> Run | None:
+def _run(folder: RunFolder) -> Run | None:
     try:
-        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        log.warning("skipping run %s: cannot read its results.json (%s)", folder, e)
-        return None
-    if not isinstance(results, dict):
+        results = folder.results()
+    except RungError as e:
+        log.warning("skipping run %s: %s", folder.path, e)
         return None
     rungs = []
-    for r in results.get("rungs") or []:
-        quality = r.get("quality") or {}
+    for r in results.rungs:
+        metrics = r.quality.metrics()
+        accuracy, macro_f1 = metrics.get("accuracy"), metrics.get("macro_f1")
         rungs.append(
             RunRung(
-                model=str(r.get("model")),
-                label=str(r.get("label") or r.get("model")),
-                accuracy=_number((quality.get("accuracy") or {}).get("value")),
-                macro_f1=_number((quality.get("macro_f1") or {}).get("value")),
-                latency_p50_ms=_number((r.get("latency_ms") or {}).get("p50")),
-                cost_per_1k_usd=_number((r.get("cost") or {}).get("usd_per_1k")),
+                model=r.model,
+                label=r.label,
+                accuracy=accuracy.value if accuracy else None,
+                macro_f1=macro_f1.value if macro_f1 else None,
+                latency_p50_ms=r.latency_ms.p50,
+                cost_per_1k_usd=r.cost.usd_per_1k,
             )
         )
-    task = results.get("task") or {}
     return Run(
-        name=folder.name,
-        path=str(folder),
-        title=results.get("name"),
-        created=results.get("created"),
-        labels=[str(x) for x in task.get("labels") or []],
-        n_test=task.get("n_test"),
+        name=folder.path.name,
+        path=str(folder.path),
+        title=results.name,
+        created=results.created,
+        labels=list(results.task.labels),
+        n_test=results.task.n_test,
         rungs=rungs,
-        results=cast(JSON, results),
+        results=cast(JSON, results.to_json()),
     )
 
 
@@ -185,9 +179,9 @@ class Query:
         root = state.runs_dir
         if not root.is_dir():
             return []
-        folders = [p for p in root.iterdir() if (p / "results.json").is_file()]
-        folders.sort(key=lambda p: (p / "results.json").stat().st_mtime, reverse=True)
-        found = [run for p in folders[: max(0, limit)] if (run := _run(p)) is not None]
+        folders = [f for p in root.iterdir() if (f := RunFolder(p)).results_path.is_file()]
+        folders.sort(key=lambda f: f.results_path.stat().st_mtime, reverse=True)
+        found = [run for f in folders[: max(0, limit)] if (run := _run(f)) is not None]
         return found
 
     @strawberry.field(description="Requests, tokens and cost: the caller's key's, since a time.")

@@ -29,12 +29,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rung.compare.cost import CostSpec, machine_cost, token_price
-from rung.compare.runner import Progress, ask_through_cache
-from rung.compare.spec import CompareSpec, ModelRef
 from rung.errors import DataError, SpecError, did_you_mean
 from rung.export.folder import check_out
 from rung.models import registry
 from rung.models.base import Prediction
+from rung.responses import Progress, ask_through_cache
+from rung.runs.spec import CompareSpec, ModelRef
 from rung.tasks.classify import TaskData, build_requests, few_shot_examples, load_task_data
 from rung.tasks.data import DataFormat, Example, read_examples
 from rung.tasks.metrics import accuracy, bootstrap_ci, macro_f1

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from rung.compare import compare_spec, parse_spec
+from rung.app import compare_spec
 from rung.errors import DataError, RunError
 from rung.models import registry
 from rung.models.base import ClassifyRequest, run_sync
 from rung.models.bundled import minilm_l6_dir
 from rung.models.encoder import EncoderModel, sequence_probabilities
+from rung.runs import parse_spec
 from rung.tasks.classify import load_task_data
 from rung.tasks.data import Example, read_examples
 from rung.tune import TuneOptions, TuneResult, tune_classifier
@@ -221,13 +222,13 @@ def test_compare_scores_the_folder_as_the_card_says(
     result, _ = run
     spec = _spec(task_dir, [f"encoder:{result.out}"])
     compared = compare_spec(spec, task_dir, tmp_path / "run", use_cache=False)
-    [rung] = compared.results["rungs"]
+    [rung] = compared.results.rungs
     assert result.test is not None
-    assert rung["quality"]["accuracy"]["value"] == pytest.approx(result.test["accuracy"])
-    assert rung["fit_s"] is None  # a tuned folder does not train again
+    assert rung.quality.accuracy.value == pytest.approx(result.test["accuracy"])
+    assert rung.fit_s is None  # a tuned folder does not train again
     # advise reads the folder's card (its size from the weights) and can recommend it
     advice = advice_for_run(tmp_path / "run", Constraints(min_accuracy=0.5, device="phone"))
-    assert advice.recommended is not None and advice.recommended.rung.model == rung["model"]
+    assert advice.recommended is not None and advice.recommended.rung.model == rung.model
     assert advice.recommended.card is not None and advice.recommended.card.params
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rung.compare.spec import CompareSpec, load_spec
 from rung.errors import SpecError
+from rung.runs.spec import CompareSpec, load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 

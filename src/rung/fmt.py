@@ -1,4 +1,9 @@
-"""Figures as people read them, shared by the advice sentences and the CLI."""
+"""Figures as people read them: sizes, money, durations and shares, for the advice sentences,
+the reports and the CLI alike.
+
+A figure that is not known reads as ``unknown`` by default; tables pass their own placeholder
+(``"?"``) so that a column of numbers stays narrow.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,20 @@ import math
 __all__ = ["bytes_", "ms", "params", "pct", "points", "usd"]
 
 
-def params(n: int | None) -> str:
+def params(n: int | None, unknown: str = "unknown size") -> str:
+    """A parameter count: 23M, 1.5B."""
     if n is None:
-        return "unknown size"
+        return unknown
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
             return f"{n / size:.0f}{unit}" if n >= 10 * size else f"{n / size:.1f}{unit}"
     return str(n)
 
 
-def bytes_(n: float | None) -> str:
+def bytes_(n: float | None, unknown: str = "unknown") -> str:
+    """A size in binary units: 86.7 MB."""
     if n is None:
-        return "unknown"
+        return unknown
     value = float(abs(n))
     sign = "-" if n < 0 else ""
     for unit in ("B", "KB", "MB", "GB", "TB"):

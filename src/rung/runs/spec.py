@@ -1,7 +1,9 @@
 """The compare spec: models × task × data × measurements, as a YAML file.
 
 Loaded with ``yaml.safe_load`` (data only, never code) and validated by pydantic models that
-forbid unknown fields; ``rung schema`` prints the JSON schema, published in schemas/.
+forbid unknown fields; ``rung schema`` prints the JSON schema, published in schemas/. A run
+folder keeps the spec it ran (``spec_as_run``: defaults filled in, data paths absolute), so
+``compare`` writes it and ``advise``, ``route`` and ``serve`` read it back as this model.
 """
 
 from __future__ import annotations
@@ -12,11 +14,21 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+# CostSpec is the spec's `cost:` section; it sits with the cost code in compare/ until that
+# moves below the middle floor too.
 from rung.compare.cost import CostSpec
 from rung.errors import SpecError, validation_message
 from rung.tasks.classify import ClassifyTask
 
-__all__ = ["CompareSpec", "LoadSpec", "MeasureSpec", "ModelRef", "load_spec", "parse_spec"]
+__all__ = [
+    "CompareSpec",
+    "LoadSpec",
+    "MeasureSpec",
+    "ModelRef",
+    "load_spec",
+    "parse_spec",
+    "spec_as_run",
+]
 
 
 class ModelRef(BaseModel):
@@ -107,6 +119,32 @@ class CompareSpec(BaseModel):
         if dupes:
             raise ValueError(f"rungs listed twice: {', '.join(dupes)}; give each a distinct label")
         return models
+
+    def base_urls(self) -> dict[str, str]:
+        """The base URL each rung is asked at, by its label, where its options give one (a
+        server on the user's own network keeps the data on premises)."""
+        return {
+            m.display: url for m in self.models if isinstance(url := m.options.get("base_url"), str)
+        }
+
+
+def _absolute(path: Path, base_dir: Path) -> Path:
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def spec_as_run(spec: CompareSpec, base_dir: Path) -> CompareSpec:
+    """``spec`` as a run folder keeps it: its data paths (relative to ``base_dir``, the spec
+    file's folder) made absolute, so that the run can be read again from anywhere."""
+    task = spec.task
+    data = task.data.model_copy(update={"path": _absolute(task.data.path, base_dir)})
+    test_data = (
+        None
+        if task.test_data is None
+        else task.test_data.model_copy(update={"path": _absolute(task.test_data.path, base_dir)})
+    )
+    return spec.model_copy(
+        update={"task": task.model_copy(update={"data": data, "test_data": test_data})}
+    )
 
 
 def parse_spec(data: object, source: str = "spec") -> CompareSpec:

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rung.config import cache_dir
 from rung.models.base import ClassifyRequest, stable_hash
 
-__all__ = ["ResponseCache", "request_key"]
+__all__ = ["ResponseCache", "open_cache", "request_key"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -43,6 +44,11 @@ def request_key(model_fingerprint: str, request: ClassifyRequest) -> str:
             "messages": [[m.role, m.content] for m in request.messages],
         }
     )
+
+
+def open_cache(use_cache: bool = True) -> ResponseCache | None:
+    """The response cache of this machine (``rung.config.cache_dir``), or None with --no-cache."""
+    return ResponseCache(cache_dir() / "responses.sqlite") if use_cache else None
 
 
 class ResponseCache:

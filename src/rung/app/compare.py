@@ -1,20 +1,21 @@
-"""``rung compare`` end to end: spec in, run folder out."""
+"""``rung compare`` end to end: spec in, run folder out. Compare measures the rungs, advise
+gives the default advice and report draws the pages; this is the one place that ties them."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rung.advise.advice import Constraints
 from rung.advise.run import advice_for_results
-from rung.compare.results import check_out_dir, run_files, summarize, write_run
-from rung.compare.runner import Progress, RungRun, prepare, run_rungs
-from rung.compare.spec import CompareSpec, load_spec
+from rung.compare.results import prediction_rows, summarize
+from rung.compare.runner import RungRun, prepare, run_rungs
 from rung.errors import RunError
 from rung.report.html import render_html
 from rung.report.markdown import find_disagreements, render_markdown
+from rung.responses import Progress
+from rung.runs import CompareSpec, RunFolder, RunResults, load_spec
+from rung.runs.spec import spec_as_run
 
 __all__ = ["CompareResult", "compare_spec", "compare_spec_file"]
 
@@ -22,7 +23,7 @@ __all__ = ["CompareResult", "compare_spec", "compare_spec_file"]
 @dataclass
 class CompareResult:
     out: Path
-    results: dict[str, Any]
+    results: RunResults
     runs: list[RungRun]
 
 
@@ -35,7 +36,8 @@ def compare_spec(
     progress: Progress | None = None,
 ) -> CompareResult:
     """Run every rung of ``spec`` (data paths relative to ``base_dir``) and write ``out``."""
-    check_out_dir(out)
+    folder = RunFolder(out)
+    folder.check_writable()
     prepared = prepare(spec, base_dir)
     outcome = run_rungs(prepared, use_cache=use_cache, progress=progress)
     runs = outcome.runs
@@ -43,19 +45,19 @@ def compare_spec(
         reasons = "; ".join(f.error for f in outcome.failures)
         raise RunError(f"no rung could be measured, so no run was written: {reasons}")
     results = summarize(prepared, runs, base_dir, outcome.failures)
+    predictions = prediction_rows(runs)
     labels = [r.ref.display for r in runs]
     records = [[(x.id, x.text, x.gold, x.prediction.label) for x in r.records] for r in runs]
     report = render_markdown(results, find_disagreements(labels, records))
-    files = run_files(prepared, runs, base_dir, report, results)
-    rows = [json.loads(line) for line in files["predictions.jsonl"].splitlines()]
     # The report shows the advice with no constraints (the smallest rung tied with the best);
     # `rung advise RUN_DIR --min-accuracy ...` answers with the user's own.
-    base_urls = {
-        r.ref.display: str(r.ref.options["base_url"]) for r in runs if "base_url" in r.ref.options
-    }
-    advice = advice_for_results(results, Constraints(), base_urls).to_json()
-    files["report.html"] = render_html(results, rows, advice)
-    write_run(out, files)
+    advice = advice_for_results(results, Constraints(), spec.base_urls()).to_json()
+    folder.write(
+        results,
+        predictions,
+        spec_as_run(spec, base_dir),
+        {"report.md": report, "report.html": render_html(results, predictions, advice)},
+    )
     return CompareResult(out=out.resolve(), results=results, runs=runs)
 
 

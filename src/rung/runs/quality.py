@@ -1,0 +1,109 @@
+"""How good a rung's answers were: the ``quality`` of each rung in results.json, one model per
+task type.
+
+Every task's quality model shares one core: ``metrics()``, the task's headline figures by
+name, each a ``Metric`` (a value and its bootstrap 95% interval), and ``primary``, the one
+that ranks rungs by default. Code that only shows or compares figures (GraphQL, the Pareto
+plots) reads that core and works for any task; the task's extras (classify's per-class scores
+and confusion matrix) are read by the code that draws them.
+
+Classify's figures are stored under their own names (``quality.accuracy``, not
+``quality.metrics.accuracy``), as results.json has always had them. A new task adds:
+
+1. its model here, e.g. ``ExtractQuality`` with ``task = "extract"``, its ``Metric`` fields
+   (entity precision, recall and F1) and its extras, with ``metrics()`` and ``primary``;
+2. its name to ``TaskType`` and its model to ``TaskQuality`` (a union) and ``QUALITY_MODELS``.
+
+``RunResults`` then reads its quality by the run's ``task.type``: a quality that does not fit
+the task's model is refused with the field that is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "QUALITY_MODELS",
+    "ClassScores",
+    "ClassifyQuality",
+    "Confusion",
+    "Metric",
+    "Quality",
+    "TaskQuality",
+    "TaskType",
+]
+
+
+class Record(BaseModel):
+    """A part of a file rung writes and reads back: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Metric(Record):
+    """A figure measured on the test set, with its bootstrap 95% confidence interval."""
+
+    value: float = Field(description="The figure on the whole test set.")
+    ci95: tuple[float, float] = Field(
+        description="Bootstrap 95% confidence interval, [low, high], over the test examples."
+    )
+
+
+class Quality(Record):
+    """What every task's quality model offers: its headline metrics by name."""
+
+    #: the task type whose rungs carry this model
+    task: ClassVar[str]
+    #: the metric that ranks rungs when the user names none
+    primary: ClassVar[str]
+
+    def metrics(self) -> dict[str, Metric]:
+        """The task's headline metrics, in the order reports show them."""
+        raise NotImplementedError
+
+
+class ClassScores(Record):
+    """Precision, recall and F1 of one label."""
+
+    precision: float = Field(description="Of the examples given this label, the share right.")
+    recall: float = Field(description="Of the examples whose gold is this label, the share found.")
+    f1: float = Field(description="Harmonic mean of precision and recall.")
+    support: int = Field(description="Test examples whose gold is this label.")
+
+
+class Confusion(Record):
+    """Counts of gold labels (rows) against predicted labels (columns)."""
+
+    labels: list[str] = Field(description="The rows: gold labels, in the task's order.")
+    columns: list[str] = Field(
+        description="The columns: the labels, then '(invalid)' for answers that are none of them."
+    )
+    matrix: list[list[int]] = Field(description="matrix[gold][predicted]: example counts.")
+
+
+class ClassifyQuality(Quality):
+    """Quality of a classifier: accuracy and macro-F1 with intervals, invalid answers, the
+    scores of each label and the confusion matrix."""
+
+    task: ClassVar[str] = "classify"
+    primary: ClassVar[str] = "accuracy"
+
+    accuracy: Metric = Field(description="Share of test examples labelled right.")
+    macro_f1: Metric = Field(
+        description="Mean F1 over the labels present in the test set's gold labels."
+    )
+    invalid: int = Field(description="Answers that were none of the labels (counted as wrong).")
+    per_class: dict[str, ClassScores] = Field(description="Scores of each label, by label.")
+    confusion: Confusion = Field(description="Gold against predicted labels.")
+
+    def metrics(self) -> dict[str, Metric]:
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1}
+
+
+#: the task types a run record can hold
+TaskType = Literal["classify"]
+#: the quality of one rung: one model per task type (a union once a second task joins)
+TaskQuality = ClassifyQuality
+QUALITY_MODELS: dict[str, type[Quality]] = {m.task: m for m in (ClassifyQuality,)}
