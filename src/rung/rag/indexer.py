@@ -1,0 +1,244 @@
+"""``rung index``: documents in, an up-to-date index out.
+
+1. Find the files under the DOCS arguments (hidden files and the index's own folder left out)
+   and read every one; any bad file stops the build before anything is written.
+2. Chunk them; compare each chunk's content hash with what the store holds.
+3. Embed only the chunks that are new or changed.
+4. In one ``store.writing()``: delete the chunks that are gone (edited files' old chunks and
+   every chunk of a removed file), upsert the new ones, record the meta.
+
+A source is a file's path relative to the DOCS argument it was found under, so the same folder
+indexed from anywhere gives the same ids, and re-indexing it updates rather than duplicates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from rung.errors import DataError
+from rung.rag.chunking import Chunk, ChunkOptions, chunk_documents
+from rung.rag.documents import Document, ReadOptions
+from rung.rag.embedding import DEFAULT_MODEL, Embedder
+from rung.rag.readers import READERS, read_path, supported
+from rung.rag.stores import IndexMeta, VectorStore
+
+__all__ = ["IndexPlan", "IndexProgress", "IndexReport", "build_index", "find_files", "plan"]
+
+
+class IndexProgress(Protocol):
+    """What a display is told while an index is built."""
+
+    def phase(self, name: str, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
+@dataclass
+class IndexReport:
+    store: str
+    model_id: str
+    files: int
+    documents: int
+    chunks: int
+    embedded: int
+    unchanged: int
+    deleted: int
+    removed_sources: list[str]
+    tokens: int = 0
+    truncated: int = 0
+    seconds: float = 0.0
+    #: nothing had changed: the store was not written
+    up_to_date: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class IndexPlan:
+    """What a build will do, before any embedding."""
+
+    chunks: list[Chunk]
+    to_embed: list[Chunk]
+    #: ids of chunks gone from files that are still there (an edit made them fewer)
+    stale: list[str]
+    #: sources in the index whose files are gone, and how many chunks they had
+    removed_sources: list[str]
+    removed_chunks: int
+    documents: int
+    files: int
+
+
+def find_files(paths: Sequence[Path], exclude: Path | None = None) -> list[tuple[Path, str]]:
+    """(file, source) for every readable document under ``paths``."""
+    found: list[tuple[Path, str]] = []
+    skip = exclude.resolve() if exclude is not None else None
+    for arg in paths:
+        if not arg.exists():
+            raise DataError(f"no such file or folder: {arg}; check the DOCS argument")
+        if arg.is_file():
+            if not supported(arg):
+                raise DataError(
+                    f"cannot index {arg}: unknown extension {arg.suffix or '(none)'!r}; rung "
+                    f"reads {', '.join(sorted(READERS))}"
+                )
+            found.append((arg, arg.name))
+            continue
+        inside: list[tuple[Path, str]] = []
+        for path in sorted(arg.rglob("*")):
+            rel = path.relative_to(arg)
+            if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+                continue
+            if skip is not None and path.resolve().is_relative_to(skip):
+                continue
+            if supported(path):
+                inside.append((path, rel.as_posix()))
+        if not inside:
+            raise DataError(
+                f"{arg} holds no documents rung reads ({', '.join(sorted(READERS))}); point "
+                "DOCS at your files"
+            )
+        found += inside
+    sources = [s for _, s in found]
+    dupes = sorted({s for s in sources if sources.count(s) > 1})
+    if dupes:
+        raise DataError(
+            f"two DOCS arguments hold a file named {dupes[0]!r}; index their parent folder "
+            "instead, so that each source has its own path"
+        )
+    return found
+
+
+def plan(
+    files: Sequence[tuple[Path, str]],
+    store: VectorStore,
+    chunking: ChunkOptions,
+    read: ReadOptions,
+    progress: IndexProgress | None = None,
+) -> IndexPlan:
+    documents: list[Document] = []
+    if progress is not None:
+        progress.phase("reading", len(files))
+    for path, source in files:
+        documents += read_path(path, source, read)
+        if progress is not None:
+            progress.advance(1)
+    chunks = chunk_documents(documents, chunking)
+    if not chunks:
+        raise DataError("found no text to index in DOCS; check the files")
+    old = store.hashes()
+    new_ids = {c.id for c in chunks}
+    to_embed = [c for c in chunks if old.get(c.id, ("", ""))[1] != c.hash]
+    removed = sorted({src for src, _ in old.values()} - {c.source for c in chunks})
+    gone = set(removed)
+    stale = [cid for cid, (src, _) in old.items() if cid not in new_ids and src not in gone]
+    removed_chunks = sum(src in gone for src, _ in old.values())
+    return IndexPlan(chunks, to_embed, stale, removed, removed_chunks, len(documents), len(files))
+
+
+def build_index(
+    paths: Sequence[Path],
+    store: VectorStore,
+    *,
+    model_id: str | None = None,
+    model_options: dict[str, Any] | None = None,
+    chunking: ChunkOptions | None = None,
+    read: ReadOptions | None = None,
+    exclude: Path | None = None,
+    progress: IndexProgress | None = None,
+) -> IndexReport:
+    """Index ``paths`` into ``store``, embedding only what changed since the last build.
+    ``model_id`` None keeps the model the index was built with (the bundled MiniLM for a new
+    one)."""
+    from rung import __version__
+
+    started = time.perf_counter()
+    chunking = chunking or ChunkOptions()
+    existing = store.read_meta()
+    model_id = model_id or (existing.model_id if existing else DEFAULT_MODEL)
+    if model_options is None:
+        model_options = existing.model_options if existing and existing.model_id == model_id else {}
+    files = find_files(paths, exclude)
+    embedder = Embedder(model_id, model_options)
+    fingerprint = embedder.fingerprint()
+    if existing is not None and (
+        existing.model_id != model_id or existing.fingerprint != fingerprint
+    ):
+        what = (
+            f"another embedding model ({existing.model_id})"
+            if existing.model_id != model_id
+            else f"{model_id} as it was before its files or options changed"
+        )
+        raise DataError(
+            f"{store_name(store)} was built with {what}; vectors of two models cannot be mixed: "
+            f"index with --model {existing.model_id}, or write a new index (another --out)"
+        )
+    work = plan(files, store, chunking, read or ReadOptions(), progress)
+    report = IndexReport(
+        store=store_name(store),
+        model_id=model_id,
+        files=work.files,
+        documents=work.documents,
+        chunks=len(work.chunks),
+        embedded=len(work.to_embed),
+        unchanged=len(work.chunks) - len(work.to_embed),
+        deleted=len(work.stale) + work.removed_chunks,
+        removed_sources=work.removed_sources,
+    )
+    same_chunking = existing is not None and (existing.chunk_tokens, existing.overlap) == (
+        chunking.tokens,
+        chunking.overlap,
+    )
+    if not work.to_embed and not report.deleted and same_chunking:
+        report.up_to_date = True
+        report.seconds = time.perf_counter() - started
+        return report
+    try:
+        if progress is not None:
+            progress.phase("loading", 1)
+        embedder.load()
+        if progress is not None:
+            progress.advance(1)
+            progress.phase("embedding", len(work.to_embed))
+        vectors = embedder.embed(
+            [c.embed_text for c in work.to_embed],
+            on_batch=progress.advance if progress is not None else None,
+        )
+    finally:
+        embedder.close()
+    dimension = int(vectors.shape[1]) if len(work.to_embed) else existing.dimension  # type: ignore[union-attr]
+    meta = IndexMeta(
+        model_id=model_id,
+        fingerprint=fingerprint,
+        dimension=dimension,
+        chunk_tokens=chunking.tokens,
+        overlap=chunking.overlap,
+        model_options=dict(model_options),
+        rung_version=__version__,
+        updated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    if progress is not None:
+        progress.phase("writing", len(work.to_embed) + report.deleted)
+    with store.writing(meta):
+        store.delete_sources(work.removed_sources)
+        store.delete(work.stale)
+        if progress is not None:
+            progress.advance(report.deleted)
+        store.upsert(work.to_embed, vectors)
+        if progress is not None:
+            progress.advance(len(work.to_embed))
+    report.tokens = embedder.stats.tokens
+    report.truncated = embedder.stats.truncated
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def store_name(store: VectorStore) -> str:
+    from rung.rag.stores import redact
+
+    return redact(store.url)
