@@ -45,6 +45,20 @@ def segfault_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     registry._entry_points.cache_clear()
 
 
+@pytest.fixture
+def hash_embedder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The ``hashvec`` embedding double installed as a plugin; yields its model id."""
+    import sys
+
+    from rung.models import registry
+    from tests.rag.hash_embedder import install_hash_embedder
+
+    install_hash_embedder(tmp_path, monkeypatch)
+    yield "hashvec:32"
+    sys.modules.pop("hash_embedder_backend", None)
+    registry._entry_points.cache_clear()
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

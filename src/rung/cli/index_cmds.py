@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import TracebackType
 from typing import Annotated, Any
 
 import typer
@@ -51,6 +52,17 @@ class IndexDisplay(LiveDisplay):
     def advance(self, n: int) -> None:
         if self._task is not None:
             self._progress.advance(self._task, n)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            # a failed build ends in one line that says why, not beside half-filled bars
+            self._progress.live.transient = True
+        super().__exit__(exc_type, exc, tb)
 
 
 def index_cmd(

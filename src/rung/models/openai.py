@@ -81,8 +81,6 @@ OPENAI_HOST = "api.openai.com"
 RETRY_STATUSES = frozenset({408, 429})
 #: how long an idle client keeps its connections open for the next call on the same loop
 IDLE_CLOSE_S = 2.0
-#: texts per embeddings request (OpenAI takes up to 2048 inputs per request)
-EMBED_BATCH = 256
 #: requests in flight per HTTP client of generate(): each client scans its whole connection
 #: pool for every request (httpcore), so 64 requests go through 8 small pools, not one big one
 POOL_SLOTS = 8
@@ -142,6 +140,14 @@ class OpenAIOptions(BaseModel):
         description="Alternatives per token the server returns (OpenAI allows up to 20).",
     )
     temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature.")
+    embed_batch: int = Field(
+        default=256,
+        ge=1,
+        le=2048,
+        description="Texts per embeddings request (OpenAI takes up to 2048). 1 for servers "
+        "that mix up the texts of a batch: llama-cpp-python's, with a model that has no "
+        "pooling layer (a chat model's GGUF), returns wrong vectors after the first text.",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -744,7 +750,7 @@ class OpenAIModel(Model):
         )
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
-        """``POST {base_url}/embeddings``, ``EMBED_BATCH`` texts a request, the requests in
+        """``POST {base_url}/embeddings``, ``options.embed_batch`` texts a request, the requests in
         flight at once bounded by ``options.concurrency``. The API counts tokens per request,
         not per text: each request's count is shared among its texts in proportion to their
         length, so that the totals (what a ledger charges) are the API's own."""
@@ -752,7 +758,8 @@ class OpenAIModel(Model):
 
         if not texts:
             return Embeddings(np.zeros((0, 0), dtype=np.float32), [])
-        batches = [list(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
+        size = self.opts.embed_batch
+        batches = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
 
         async def one(state: _LoopState, batch: list[str]) -> tuple[list[list[float]], list[int]]:
             body = {"model": self.name, "input": batch, "encoding_format": "float"}

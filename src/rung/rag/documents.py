@@ -46,5 +46,6 @@ class ReadOptions:
     text: str | None = None
     id: str | None = None
     title: str | None = None
-    #: the PDF text layer must give at least this many letters per page on average
-    pdf_min_chars_per_page: int = field(default=20)
+    #: a PDF whose text layer gives fewer letters per page on average has none (a scan; page
+    #: numbers and stray marks make a few)
+    pdf_min_chars_per_page: int = field(default=8)

@@ -40,6 +40,7 @@ class Embedder:
 
     def __init__(self, model_id: str = DEFAULT_MODEL, options: dict[str, Any] | None = None):
         self.model_id = model_id
+        self.options: dict[str, Any] = dict(options or {})
         self.model: Model = registry.create(model_id, options)
         if not self.model.can_embed:
             raise ModelNotFoundError(

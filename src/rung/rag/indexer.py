@@ -151,20 +151,32 @@ def build_index(
     read: ReadOptions | None = None,
     exclude: Path | None = None,
     progress: IndexProgress | None = None,
+    embedder: Embedder | None = None,
 ) -> IndexReport:
     """Index ``paths`` into ``store``, embedding only what changed since the last build.
     ``model_id`` None keeps the model the index was built with (the bundled MiniLM for a new
-    one)."""
+    one). An ``embedder`` already loaded (a server's, a test's) is used and left open;
+    otherwise one is made and closed here."""
     from rung import __version__
 
     started = time.perf_counter()
     chunking = chunking or ChunkOptions()
     existing = store.read_meta()
-    model_id = model_id or (existing.model_id if existing else DEFAULT_MODEL)
-    if model_options is None:
+    fallback = embedder.model_id if embedder is not None else DEFAULT_MODEL
+    model_id = model_id or (existing.model_id if existing else fallback)
+    if embedder is not None:
+        model_options = embedder.options
+    elif model_options is None:
         model_options = existing.model_options if existing and existing.model_id == model_id else {}
     files = find_files(paths, exclude)
-    embedder = Embedder(model_id, model_options)
+    own_embedder = embedder is None
+    if embedder is None:
+        embedder = Embedder(model_id, model_options)
+    elif embedder.model_id != model_id:
+        raise DataError(
+            f"the embedder is {embedder.model_id} but the index wants {model_id}; pass one of "
+            "the index's model"
+        )
     fingerprint = embedder.fingerprint()
     if existing is not None and (
         existing.model_id != model_id or existing.fingerprint != fingerprint
@@ -198,6 +210,7 @@ def build_index(
         report.up_to_date = True
         report.seconds = time.perf_counter() - started
         return report
+    tokens_before, truncated_before = embedder.stats.tokens, embedder.stats.truncated
     try:
         if progress is not None:
             progress.phase("loading", 1)
@@ -210,7 +223,8 @@ def build_index(
             on_batch=progress.advance if progress is not None else None,
         )
     finally:
-        embedder.close()
+        if own_embedder:
+            embedder.close()
     dimension = int(vectors.shape[1]) if len(work.to_embed) else existing.dimension  # type: ignore[union-attr]
     meta = IndexMeta(
         model_id=model_id,
@@ -232,8 +246,8 @@ def build_index(
         store.upsert(work.to_embed, vectors)
         if progress is not None:
             progress.advance(len(work.to_embed))
-    report.tokens = embedder.stats.tokens
-    report.truncated = embedder.stats.truncated
+    report.tokens = embedder.stats.tokens - tokens_before
+    report.truncated = embedder.stats.truncated - truncated_before
     report.seconds = time.perf_counter() - started
     return report
 

@@ -319,8 +319,9 @@ class SqliteStore:
         query = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
         rows: list[Any] = db.execute(
             f"SELECT {_COLUMNS}, v.distance FROM chunks_vec v JOIN chunks c ON c.rowid = v.rowid "
-            f"WHERE v.embedding MATCH ? AND k = ?{clause} ORDER BY v.distance",
-            (query, int(k), *params),
+            # with several sources, vec0 finds k per partition: the best k of all are kept
+            f"WHERE v.embedding MATCH ? AND k = ?{clause} ORDER BY v.distance LIMIT ?",
+            (query, int(k), *params, int(k)),
         ).fetchall()
         return [Hit(_row_chunk(r[:-1]), 1.0 - float(r[-1])) for r in rows]
 
