@@ -5,6 +5,7 @@ counted at the model itself."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,6 +85,11 @@ def test_reindex_embeds_only_what_changed(
     )  # type: ignore[arg-type]
     hits = retriever.search("Can a drone bring my order?", k=3, mode="vector")
     assert hits[0].chunk.source == "returns.md" and "drones" in hits[0].chunk.text
+    # the same from an event loop (a server's): the async path gives the same hits
+    for mode in ("vector", "hybrid", "keyword"):
+        sync = retriever.search("drone delivery", k=3, mode=mode)  # type: ignore[arg-type]
+        async_hits = asyncio.run(retriever.asearch("drone delivery", k=3, mode=mode))  # type: ignore[arg-type]
+        assert [h.chunk.id for h in async_hits] == [h.chunk.id for h in sync]
     retriever.store.close()
 
 

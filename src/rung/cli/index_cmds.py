@@ -232,7 +232,7 @@ def search_cmd(
         raise SpecError(f"--mode {mode!r}: use one of {', '.join(MODES)}")
     retriever = Retriever.open(index, model_id=model)
     try:
-        hits = retriever.search(question, k=k, mode=mode, sources=source)  # type: ignore[arg-type]
+        hits = retriever.search(question, k=k, mode=mode, sources=source)
     finally:
         retriever.close()
     if as_json:

@@ -68,28 +68,35 @@ class Embedder:
         on_batch: Callable[[int], None] | None = None,
         batch_size: int = BATCH,
     ) -> NDArray[np.float32]:
-        """Unit-length vectors of ``texts``, one row each; ``on_batch(n)`` after every batch."""
+        """Unit-length vectors of ``texts``, one row each; ``on_batch(n)`` after every batch.
+        Sync: for the CLI and scripts (``aembed`` inside an event loop)."""
+        return asyncio.run(self.aembed(texts, on_batch, batch_size))
+
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        on_batch: Callable[[int], None] | None = None,
+        batch_size: int = BATCH,
+    ) -> NDArray[np.float32]:
+        """``embed`` from a running event loop (a server's). Load the model first."""
         import numpy as np
 
-        self.load()
+        if not self._loaded:
+            await asyncio.to_thread(self.load)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-
-        async def run() -> list[NDArray[np.float32]]:
-            parts = []
-            for start in range(0, len(texts), batch_size):
-                batch = texts[start : start + batch_size]
-                embeddings = await self.model.embed(batch)
-                parts.append(np.asarray(embeddings.vectors, dtype=np.float32))
-                self.stats.texts += len(batch)
-                self.stats.tokens += sum(embeddings.tokens)
-                if self._context:
-                    self.stats.truncated += sum(n >= self._context for n in embeddings.tokens)
-                if on_batch is not None:
-                    on_batch(len(batch))
-            return parts
-
-        vectors = np.concatenate(asyncio.run(run()), axis=0)
+        parts = []
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            embeddings = await self.model.embed(batch)
+            parts.append(np.asarray(embeddings.vectors, dtype=np.float32))
+            self.stats.texts += len(batch)
+            self.stats.tokens += sum(embeddings.tokens)
+            if self._context:
+                self.stats.truncated += sum(n >= self._context for n in embeddings.tokens)
+            if on_batch is not None:
+                on_batch(len(batch))
+        vectors = np.concatenate(parts, axis=0)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 

@@ -10,10 +10,11 @@ An index is named by the folder ``rung index --out`` wrote (``index.db`` inside,
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from rung.errors import DataError
 from rung.rag.embedding import Embedder
@@ -26,6 +27,10 @@ from rung.rag.stores import (
     redact,
     sqlite_url,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = [
     "INDEX_DB",
@@ -82,6 +87,14 @@ def index_location(index: str) -> str:
     raise missing
 
 
+def _check(query: str, k: int, sources: Sequence[str] | None) -> SearchFilter | None:
+    if not query.strip():
+        raise DataError("the question is empty; ask something")
+    if k < 1:
+        raise DataError(f"k must be at least 1 (got {k})")
+    return SearchFilter(tuple(sources)) if sources else None
+
+
 class Retriever:
     """An index and the embedding model that reads queries for it, loaded once."""
 
@@ -127,14 +140,36 @@ class Retriever:
         mode: Mode = "hybrid",
         sources: Sequence[str] | None = None,
     ) -> list[Hit]:
-        if not query.strip():
-            raise DataError("the question is empty; ask something")
-        if k < 1:
-            raise DataError(f"k must be at least 1 (got {k})")
-        filter = SearchFilter(tuple(sources)) if sources else None
+        """The k chunks that best answer ``query``, best first (sync; ``asearch`` in a loop)."""
+        filter = _check(query, k, sources)
         if mode == "keyword":
             return self.store.keyword(query, k, filter)
         vector = self.embedder.embed([query])[0]
+        return self._by_vector(query, vector, k, mode, filter)
+
+    async def asearch(
+        self,
+        query: str,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        sources: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """``search`` from a running event loop: the query is embedded through the model's
+        async contract, the store (a blocking driver) is asked in a worker thread."""
+        filter = _check(query, k, sources)
+        if mode == "keyword":
+            return await asyncio.to_thread(self.store.keyword, query, k, filter)
+        vector = (await self.embedder.aembed([query]))[0]
+        return await asyncio.to_thread(self._by_vector, query, vector, k, mode, filter)
+
+    def _by_vector(
+        self,
+        query: str,
+        vector: NDArray[np.float32],
+        k: int,
+        mode: Mode,
+        filter: SearchFilter | None,
+    ) -> list[Hit]:
         if mode == "vector":
             return self.store.knn(vector, k, filter)
         return self.store.hybrid(query, vector, k, filter)

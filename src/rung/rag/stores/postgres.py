@@ -9,9 +9,9 @@ URL: ``postgresql://user[:password]@host:5432/dbname`` with, besides libpq's own
 - ``exact=true``: scan every vector instead of the HNSW index (exact kNN; for measuring what
   HNSW misses).
 
-A filtered query sets ``hnsw.iterative_scan = relaxed_order`` (pgvector 0.8), so that HNSW
-keeps scanning until it has k rows that pass the filter instead of returning fewer; the rows
-are sorted again by distance afterwards, as relaxed order asks. Keyword search ranks with
+The connection sets ``hnsw.iterative_scan = relaxed_order`` (pgvector 0.8), so that a filtered
+query keeps scanning the HNSW graph until it has k rows that pass the filter instead of
+returning fewer; the rows are sorted again by distance afterwards, as relaxed order asks. Keyword search ranks with
 ``ts_rank_cd`` over an English ``tsvector`` of each chunk's headings and text.
 
 All the writes of ``writing()`` are one transaction. The HNSW index is built at the end of the
@@ -89,7 +89,7 @@ class PgvectorStore:
         self._conn: psycopg.Connection[Any] | None = None
         self._vector_oid: int | None = None
         self._dimension: int | None = None
-        self._build_hnsw = False
+        self._settings: tuple[int, bool] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> PgvectorStore:
@@ -313,6 +313,19 @@ class PgvectorStore:
             return "", ()
         return "WHERE source = ANY(%s)", (list(filter.sources),)
 
+    def _search_settings(self, conn: psycopg.Connection[Any], k: int) -> None:
+        """Session settings, sent once per connection (and again for a k above ef_search):
+        a SET per query would cost more round trips than the HNSW search itself."""
+        ef = max(int(self.ef_search), int(k))
+        if self._settings == (ef, self.exact):
+            return
+        if self.exact:
+            conn.execute("SET enable_indexscan = off")
+        else:
+            # iterative scans matter only when a filter drops rows: unfiltered queries are alike
+            conn.execute(f"SET hnsw.ef_search = {ef}; SET hnsw.iterative_scan = relaxed_order")
+        self._settings = (ef, self.exact)
+
     def knn(
         self, vector: NDArray[np.float32], k: int, filter: SearchFilter | None = None
     ) -> list[Hit]:
@@ -323,19 +336,13 @@ class PgvectorStore:
             return []
         where, params = self._where_sources(filter)
         query = np.asarray(vector, dtype=np.float32)
-        with conn.transaction():
-            if self.exact:
-                conn.execute("SET LOCAL enable_indexscan = off")
-            else:
-                conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), int(k))}")
-                if where:
-                    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            rows = conn.execute(
-                f"WITH nearest AS MATERIALIZED (SELECT {_COLUMNS}, embedding <=> %b AS distance "
-                f"FROM {self.chunks_table} {where} ORDER BY distance LIMIT %s) "
-                "SELECT * FROM nearest ORDER BY distance",
-                (query, *params, int(k)),
-            ).fetchall()
+        self._search_settings(conn, k)
+        rows = conn.execute(
+            f"WITH nearest AS MATERIALIZED (SELECT {_COLUMNS}, embedding <=> %b AS distance "
+            f"FROM {self.chunks_table} {where} ORDER BY distance LIMIT %s) "
+            "SELECT * FROM nearest ORDER BY distance",
+            (query, *params, int(k)),
+        ).fetchall()
         return [Hit(self._chunk(r[:-1]), 1.0 - float(r[-1])) for r in rows]
 
     def keyword(self, query: str, k: int, filter: SearchFilter | None = None) -> list[Hit]:
@@ -391,3 +398,4 @@ class PgvectorStore:
             self._conn.close()
             self._conn = None
             self._vector_oid = None
+            self._settings = None

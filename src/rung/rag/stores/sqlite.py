@@ -1,6 +1,10 @@
 """The embedded default store: one SQLite file holding the chunks, a sqlite-vec ``vec0`` table
 of their vectors (exact k-nearest-neighbours, cosine) and an FTS5 table of their text (BM25).
 
+The source is a vec0 metadata column, not a partition key: a partition per source file would
+split 10k vectors of a hundred files into a hundred small scans (4x slower unfiltered, measured
+at 10k x 384), while the metadata column filters inside the one scan.
+
 URL: ``sqlite:///relative/index.db`` or ``sqlite:////absolute/index.db``.
 
 Why apsw: Python's ``sqlite3`` module may be built without ``enable_load_extension`` (this
@@ -155,8 +159,8 @@ class SqliteStore:
             );
             CREATE INDEX chunks_source ON chunks (source);
             CREATE VIRTUAL TABLE chunks_vec USING vec0(
-                source TEXT PARTITION KEY,
-                embedding float[{int(dimension)}] distance_metric=cosine
+                embedding float[{int(dimension)}] distance_metric=cosine,
+                source TEXT
             );
             CREATE VIRTUAL TABLE chunks_fts USING fts5(
                 headings, text, tokenize = 'porter unicode61'
@@ -319,9 +323,8 @@ class SqliteStore:
         query = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
         rows: list[Any] = db.execute(
             f"SELECT {_COLUMNS}, v.distance FROM chunks_vec v JOIN chunks c ON c.rowid = v.rowid "
-            # with several sources, vec0 finds k per partition: the best k of all are kept
-            f"WHERE v.embedding MATCH ? AND k = ?{clause} ORDER BY v.distance LIMIT ?",
-            (query, int(k), *params, int(k)),
+            f"WHERE v.embedding MATCH ? AND k = ?{clause} ORDER BY v.distance",
+            (query, int(k), *params),
         ).fetchall()
         return [Hit(_row_chunk(r[:-1]), 1.0 - float(r[-1])) for r in rows]
 
