@@ -15,14 +15,16 @@ temporary folder (maintenance_work_mem 512MB so that the HNSW graph of 100k vect
 in memory). HNSW runs with pgvector's defaults (m 16, ef_construction 64) and rung's
 ef_search 100; its recall@10 is measured against the exact neighbours from numpy.
 
-The machine may be shared with other work: read the ratios against numpy, not the absolute
-figures.
+numpy runs on one BLAS thread, as each store answers a query on one core. The machine may be
+shared with other work (the run prints the load average): read the ratios against numpy, not
+the absolute figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import statistics
 import sys
@@ -33,11 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
+# One BLAS thread: each store answers a query on one core, and on a busy machine OpenBLAS's
+# threads spin against each other (measured: 3x slower numpy at 10k chunks on 2 loaded cores).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the throwaway PostgreSQL of the tests: tests/pgvector_server.py
+
+import numpy as np  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
 
 from rung.rag.chunking import Chunk  # noqa: E402
 from rung.rag.stores import IndexMeta, VectorStore, open_store, sqlite_url  # noqa: E402
@@ -184,6 +191,8 @@ def main() -> int:
     parser.add_argument("--no-postgres", action="store_true", help="leave pgvector out")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    started = time.perf_counter()
+    load_before = _load()
     rows: list[Row] = []
     work = Path(tempfile.mkdtemp(prefix="rung-bench-retrieval-"))
     try:
@@ -217,7 +226,18 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(rows)
+    print(
+        f"\n{time.perf_counter() - started:.0f} s in all; load average {load_before} before, "
+        f"{_load()} after ({os.cpu_count()} CPUs)"
+    )
     return 0
+
+
+def _load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
 
 
 def print_table(rows: list[Row]) -> None:
