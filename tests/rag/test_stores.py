@@ -233,3 +233,24 @@ def test_unreachable_postgres_is_one_clear_error() -> None:
     store = open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
     with pytest.raises(ConfigurationError, match="cannot connect to postgresql://postgres@127"):
         store.read_meta()
+
+
+def test_a_write_waits_for_another_writer_then_says_so(tmp_path: Path) -> None:
+    import apsw
+
+    from rung.errors import RunError
+
+    url = sqlite_url(tmp_path / "index.db")
+    store = open_store(url)
+    with store.writing(META):
+        store.upsert(CHUNKS[:3], VECTORS[:3])
+    other = apsw.Connection(str(tmp_path / "index.db"))
+    other.execute("BEGIN IMMEDIATE")  # another build holds the write lock
+    second = open_store(url)
+    second.busy_timeout_ms = 200  # type: ignore[attr-defined]
+    with pytest.raises(RunError, match="another process has been writing"), second.writing(META):
+        second.delete([CHUNKS[0].id])
+    other.execute("ROLLBACK")
+    assert len(second.hashes()) == 3
+    second.close()
+    store.close()

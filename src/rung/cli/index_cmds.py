@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.table import Table
 
 from rung.cli.common import console, err_console, user_errors
 from rung.cli.display import LiveDisplay
+from rung.errors import DataError, SpecError
 
 __all__ = ["IndexDisplay", "register"]
 
@@ -140,24 +142,20 @@ def index_cmd(
 
     chunking = ChunkOptions(tokens=chunk_tokens, overlap=overlap)
     if out.exists() and not out.is_dir():
-        from rung.errors import DataError
-
         raise DataError(f"--out {out} is a file; name a folder for the index")
     vector_store = open_store(store_url_for(out, store))
     display = IndexDisplay(err_console) if not as_json else None
     try:
-        if display is not None:
-            with display:
-                report = build_index(
-                    docs, vector_store, model_id=model, chunking=chunking,
-                    read=ReadOptions(text=text, id=id_column, title=title), exclude=out,
-                    progress=display,
-                )  # fmt: skip
-        else:
+        with display if display is not None else contextlib.nullcontext():
             report = build_index(
-                docs, vector_store, model_id=model, chunking=chunking,
-                read=ReadOptions(text=text, id=id_column, title=title), exclude=out,
-            )  # fmt: skip
+                docs,
+                vector_store,
+                model_id=model,
+                chunking=chunking,
+                read=ReadOptions(text=text, id=id_column, title=title),
+                exclude=out,
+                progress=display,
+            )
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted:[/] the index was left as it was before")
         raise typer.Exit(130) from None
@@ -171,7 +169,8 @@ def index_cmd(
     where = f"{out}" + (f" ({report.store})" if store else "")
     if report.up_to_date:
         console.print(
-            f"[bold]{where}[/] is up to date: {report.chunks} chunks from {report.files} files, "
+            f"[bold]{where}[/] is up to date: {report.chunks} chunks from "
+            f"{_n(report.files, 'file')}, "
             f"nothing to embed ({report.model_id}).",
             highlight=False,
         )
@@ -225,7 +224,6 @@ def search_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON.")] = False,
 ) -> None:
     """Show the chunks of an index that best answer a question."""
-    from rung.errors import SpecError
     from rung.rag import MODES, Retriever
 
     if mode not in MODES:

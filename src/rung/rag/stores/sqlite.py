@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
-from rung.errors import ConfigurationError, DataError, MissingDependencyError
+from rung.errors import ConfigurationError, DataError, MissingDependencyError, RunError
 from rung.rag.chunking import Chunk
 from rung.rag.stores.base import (
     Hit,
@@ -67,7 +67,7 @@ def sqlite_path(url: str) -> Path:
     return Path(path[1:] if path.startswith("/") else path)
 
 
-def _connect(path: Path) -> apsw.Connection:
+def _connect(path: Path, busy_timeout_ms: int) -> apsw.Connection:
     try:
         import apsw
         import sqlite_vec
@@ -79,7 +79,7 @@ def _connect(path: Path) -> apsw.Connection:
         connection.load_extension(sqlite_vec.loadable_path())
         connection.enable_load_extension(False)
         connection.execute("PRAGMA foreign_keys = OFF")
-        connection.setbusytimeout(10_000)  # another process is writing: wait, do not fail
+        connection.setbusytimeout(busy_timeout_ms)  # another process is writing: wait a while
     except apsw.Error as e:
         raise DataError(f"cannot open the index {path}: {e}; check the file") from e
     return connection
@@ -96,6 +96,8 @@ class SqliteStore:
     """sqlite-vec + FTS5 in one file."""
 
     schemes: ClassVar[tuple[str, ...]] = ("sqlite",)
+    #: how long a write waits for another process's write to end before giving up
+    busy_timeout_ms: int = 10_000
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -111,7 +113,7 @@ class SqliteStore:
 
     def _conn(self) -> apsw.Connection:
         if self._db is None:
-            self._db = _connect(self.path)
+            self._db = _connect(self.path, self.busy_timeout_ms)
         return self._db
 
     def _has_schema(self, db: apsw.Connection) -> bool:
@@ -170,15 +172,23 @@ class SqliteStore:
 
     @contextlib.contextmanager
     def writing(self, meta: IndexMeta) -> Iterator[None]:
+        import apsw
+
         if self.path.exists():
             self.read_meta()  # a foreign file fails here, before anything is changed
             db = self._conn()
-            with db:  # one transaction: committed when the block ends, rolled back otherwise
-                if not self._has_schema(db):
-                    self._create_schema(db, meta.dimension)
-                self._dimension = meta.dimension
-                yield
-                self._write_meta(db, meta)
+            try:
+                with db:  # one transaction: committed when the block ends, rolled back otherwise
+                    if not self._has_schema(db):
+                        self._create_schema(db, meta.dimension)
+                    self._dimension = meta.dimension
+                    yield
+                    self._write_meta(db, meta)
+            except apsw.BusyError:
+                raise RunError(
+                    f"another process has been writing {self.path} for over "
+                    f"{self.busy_timeout_ms / 1000:g} s; let it finish, then run `rung index` again"
+                ) from None
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
@@ -190,7 +200,7 @@ class SqliteStore:
         os.umask(umask)
         tmp_path.chmod(0o666 & ~umask)  # mkstemp makes it 0600; the index is an ordinary file
         try:
-            self._db = _connect(tmp_path)
+            self._db = _connect(tmp_path, self.busy_timeout_ms)
             with self._db:
                 self._create_schema(self._db, meta.dimension)
                 self._dimension = meta.dimension
