@@ -179,3 +179,20 @@ def test_a_build_killed_while_writing_leaves_the_previous_index(
     rerun = _index(str(docs), "--out", str(out), "--id", "id")
     assert rerun.exit_code == 0, rerun.output  # type: ignore[attr-defined]
     assert "20000 embedded" in rerun.stdout  # type: ignore[attr-defined]
+
+
+def test_index_into_postgres_then_search_through_the_folder(
+    tmp_path: Path, hash_embedder: str, pgvector_url: str
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "returns.md").write_text(RETURNS_MD, encoding="utf-8")
+    out = tmp_path / "idx"
+    url = pgvector_url + "?collection=cli_returns"
+    built = _index(str(docs), "--out", str(out), "--store", url, "--model", hash_embedder)
+    assert built.exit_code == 0, built.output  # type: ignore[attr-defined]
+    assert json.loads((out / "index.json").read_text()) == {"store": url}
+    assert not (out / "index.db").exists()
+    found = runner.invoke(app, ["search", str(out), "refund card", "--mode", "keyword", "--json"])
+    assert found.exit_code == 0, found.output
+    assert "Refunds reach your card" in json.loads(found.stdout)[0]["text"]

