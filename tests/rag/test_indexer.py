@@ -72,12 +72,29 @@ def test_reindex_embeds_only_what_changed(
     assert second.removed_sources == ["notes.txt"]
     assert second.deleted >= 1
     assert second.chunks == second.embedded + second.unchanged
-    sources = {src for src, _ in store.hashes().values()}
+    sources = {s.source for s in store.hashes().values()}
     assert "notes.txt" not in sources and "gifts.md" in sources
     sent.clear()
 
     third = build_index([docs], store, chunking=OPTIONS, embedder=minilm)
     assert third.up_to_date and sent == [] and third.embedded == 0
+
+    # a line added at the top moves every chunk after it (and shifts their ordinals, so their
+    # ids): only the new text is embedded, the moved chunks keep their vectors
+    before = {c.hash: c for c in chunk_documents(read_path(returns, "returns.md"), OPTIONS)}
+    returns.write_text("<!-- reviewed 2026 -->\n" + returns.read_text(), encoding="utf-8")
+    after = chunk_documents(read_path(returns, "returns.md"), OPTIONS)
+    fourth = build_index([docs], store, chunking=OPTIONS, embedder=minilm)
+    moved = [c for c in after if c.hash in before]
+    assert len(moved) == len(before) and all(c.start != before[c.hash].start for c in moved)
+    assert sent == [c.embed_text for c in after if c.hash not in before]
+    assert fourth.embedded == 1 and fourth.reused == len(moved)
+    stored = store.hashes()
+    for c in after:
+        assert (stored[c.id].hash, stored[c.id].start, stored[c.id].end) == (c.hash, c.start, c.end)
+    kept = store.vectors([moved[0].id])[moved[0].id]
+    fresh = minilm.embed([moved[0].embed_text])[0]
+    assert float(kept @ fresh) > 0.9999  # the kept vector is the text's own
     store.close()
 
     retriever = Retriever(

@@ -19,6 +19,7 @@ from rung.rag.chunking import Chunk
 from rung.rag.stores import (
     IndexMeta,
     SearchFilter,
+    StoredChunk,
     VectorStore,
     open_store,
     redact,
@@ -49,6 +50,10 @@ CHUNKS = _chunks()
 VECTORS = np.random.default_rng(0).normal(size=(len(CHUNKS), DIM)).astype(np.float32)
 VECTORS /= np.linalg.norm(VECTORS, axis=1, keepdims=True)
 META = IndexMeta("encoder:test", "fp", DIM, 256, 32, {"batch_size": 8}, "0.1.0", "now")
+
+
+def _stored(chunks: list[Chunk]) -> dict[str, StoredChunk]:
+    return {c.id: StoredChunk(c.source, c.hash, c.start, c.end) for c in chunks}
 
 
 def _exact(query: np.ndarray, k: int, allowed: set[str] | None = None) -> list[str]:
@@ -104,9 +109,18 @@ def test_a_fresh_store_is_empty(store: VectorStore) -> None:
 
 def test_meta_hashes_and_stats_round_trip(filled: VectorStore) -> None:
     assert filled.read_meta() == META
-    assert filled.hashes() == {c.id: (c.source, c.hash) for c in CHUNKS}
+    assert filled.hashes() == _stored(CHUNKS)
     stats = filled.stats()
     assert (stats.chunks, stats.sources, stats.dimension) == (48, 3, DIM)
+
+
+def test_stored_vectors_come_back(filled: VectorStore) -> None:
+    ids = [CHUNKS[3].id, CHUNKS[40].id, "missing#1"]
+    vectors = filled.vectors(ids)
+    assert set(vectors) == {CHUNKS[3].id, CHUNKS[40].id}
+    assert vectors[CHUNKS[3].id] == pytest.approx(VECTORS[3], abs=1e-6)
+    assert vectors[CHUNKS[40].id] == pytest.approx(VECTORS[40], abs=1e-6)
+    assert filled.vectors([]) == {}
 
 
 def test_knn_finds_the_exact_nearest_neighbours(filled: VectorStore) -> None:
@@ -166,7 +180,7 @@ def test_upsert_replaces_by_id_and_deletes(filled: VectorStore) -> None:
                 0, 33, (), "new-hash")  # fmt: skip
     with filled.writing(META):
         filled.upsert([new], VECTORS[20:21])
-    assert filled.hashes()[new.id] == (new.source, "new-hash")
+    assert filled.hashes()[new.id] == StoredChunk(new.source, "new-hash", 0, 33)
     assert filled.stats().chunks == 48
     assert filled.keyword("llamas", 2)[0].chunk == new
     top = filled.knn(VECTORS[20], 2)
@@ -176,7 +190,7 @@ def test_upsert_replaces_by_id_and_deletes(filled: VectorStore) -> None:
         assert filled.delete_sources(["guides/c.md"]) == 15  # 16 of its chunks, one deleted
     hashes = filled.hashes()
     assert len(hashes) == 48 - 2 - 15
-    assert {src for src, _ in hashes.values()} == {"a.md", "b.md"}
+    assert {s.source for s in hashes.values()} == {"a.md", "b.md"}
     assert filled.stats().sources == 2
 
 
@@ -189,7 +203,7 @@ def test_a_failed_write_changes_nothing(filled: VectorStore) -> None:
         filled.upsert(CHUNKS[:2], VECTORS[:2])
         raise RuntimeError("the build died half-way")
     assert filled.read_meta() == META
-    assert filled.hashes() == {c.id: (c.source, c.hash) for c in CHUNKS}
+    assert filled.hashes() == _stored(CHUNKS)
     assert [h.chunk.id for h in filled.knn(VECTORS[3], 3)] == _exact(VECTORS[3], 3)
 
 

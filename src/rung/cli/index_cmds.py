@@ -183,7 +183,9 @@ def index_cmd(
     console.print(
         f"Indexed {_n(report.documents, 'document')} from {_n(report.files, 'file')} into "
         f"[bold]{where}[/]: "
-        f"{report.chunks} chunks, {report.embedded} embedded, {report.unchanged} unchanged, "
+        f"{report.chunks} chunks, {report.embedded} embedded, "
+        + (f"{report.reused} moved (vectors kept), " if report.reused else "")
+        + f"{report.unchanged} unchanged, "
         f"{report.deleted} deleted{removed} ({report.model_id}, {report.seconds:.1f} s).",
         highlight=False,
     )

@@ -7,14 +7,13 @@ pieces), and the chunker needs no model to count. A chunk never spans two sectio
 heading starts a new one, so that a chunk's heading path is true of all its text.
 
 Invariants the tests hold: ``chunk.text == document.text[chunk.start:chunk.end]``; the same
-document and options give the same ids and hashes; the hash changes when anything that is
-embedded or stored about the chunk changes (its text, heading path or offsets).
+document and options give the same ids and hashes; the hash is of what is embedded (the text
+and the heading path), so a chunk that only moved keeps its hash, and its vector can be kept.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ __all__ = [
     "ChunkOptions",
     "chunk_document",
     "chunk_documents",
+    "content_hash",
     "embed_text",
     "token_spans",
 ]
@@ -95,9 +95,8 @@ def _sections(document: Document) -> Iterator[tuple[int, int, tuple[str, ...]]]:
             yield bounds[i], bounds[i + 1], path
 
 
-def _hash(embed_text: str, start: int, end: int) -> str:
-    blob = json.dumps([embed_text, start, end], ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+def content_hash(embed_text: str) -> str:
+    return hashlib.sha256(embed_text.encode("utf-8")).hexdigest()[:32]
 
 
 def chunk_document(document: Document, options: ChunkOptions) -> list[Chunk]:
@@ -112,7 +111,7 @@ def chunk_document(document: Document, options: ChunkOptions) -> list[Chunk]:
             a, b = window[0][0], window[-1][1]
             text = document.text[a:b]
             n = len(chunks)
-            digest = _hash(embed_text(text, path), a, b)
+            digest = content_hash(embed_text(text, path))
             chunks.append(
                 Chunk(
                     f"{prefix}#{n}", document.source, document.record, n, text, a, b, path, digest

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rung.errors import DataError
 from rung.rag.chunking import Chunk, ChunkOptions, chunk_documents
@@ -26,6 +26,10 @@ from rung.rag.documents import Document, ReadOptions
 from rung.rag.embedding import DEFAULT_MODEL, Embedder
 from rung.rag.readers import READERS, read_path, supported
 from rung.rag.stores import IndexMeta, VectorStore
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = ["IndexPlan", "IndexProgress", "IndexReport", "build_index", "find_files", "plan"]
 
@@ -46,6 +50,8 @@ class IndexReport:
     documents: int
     chunks: int
     embedded: int
+    #: chunks written again with the vector they had (their text moved)
+    reused: int
     unchanged: int
     deleted: int
     removed_sources: list[str]
@@ -65,6 +71,9 @@ class IndexPlan:
 
     chunks: list[Chunk]
     to_embed: list[Chunk]
+    #: chunks whose text is in the store already (it moved, or a neighbour changed its
+    #: offsets): each with the id of a stored chunk whose vector it takes over
+    to_reuse: list[tuple[Chunk, str]]
     #: ids of chunks gone from files that are still there (an edit made them fewer)
     stale: list[str]
     #: sources in the index whose files are gone, and how many chunks they had
@@ -133,12 +142,30 @@ def plan(
         raise DataError("found no text to index in DOCS; check the files")
     old = store.hashes()
     new_ids = {c.id for c in chunks}
-    to_embed = [c for c in chunks if old.get(c.id, ("", ""))[1] != c.hash]
-    removed = sorted({src for src, _ in old.values()} - {c.source for c in chunks})
+    holder = {stored.hash: cid for cid, stored in old.items()}  # a chunk id per known text
+    to_embed: list[Chunk] = []
+    to_reuse: list[tuple[Chunk, str]] = []
+    for c in chunks:
+        stored = old.get(c.id)
+        if stored is not None and (stored.hash, stored.start, stored.end) == (
+            c.hash,
+            c.start,
+            c.end,
+        ):
+            continue  # unchanged
+        if stored is not None and stored.hash == c.hash:
+            to_reuse.append((c, c.id))  # same text, new offsets
+        elif c.hash in holder:
+            to_reuse.append((c, holder[c.hash]))
+        else:
+            to_embed.append(c)
+    removed = sorted({s.source for s in old.values()} - {c.source for c in chunks})
     gone = set(removed)
-    stale = [cid for cid, (src, _) in old.items() if cid not in new_ids and src not in gone]
-    removed_chunks = sum(src in gone for src, _ in old.values())
-    return IndexPlan(chunks, to_embed, stale, removed, removed_chunks, len(documents), len(files))
+    stale = [cid for cid, s in old.items() if cid not in new_ids and s.source not in gone]
+    removed_chunks = sum(s.source in gone for s in old.values())
+    return IndexPlan(
+        chunks, to_embed, to_reuse, stale, removed, removed_chunks, len(documents), len(files)
+    )
 
 
 def build_index(
@@ -191,14 +218,19 @@ def build_index(
             f"index with --model {existing.model_id}, or write a new index (another --out)"
         )
     work = plan(files, store, chunking, read or ReadOptions(), progress)
+    # vectors kept from the store; a chunk whose vector is gone meanwhile is embedded after all
+    kept = store.vectors(sorted({held for _, held in work.to_reuse})) if work.to_reuse else {}
+    reused = [(c, kept[held]) for c, held in work.to_reuse if held in kept]
+    to_embed = work.to_embed + [c for c, held in work.to_reuse if held not in kept]
     report = IndexReport(
         store=store_name(store),
         model_id=model_id,
         files=work.files,
         documents=work.documents,
         chunks=len(work.chunks),
-        embedded=len(work.to_embed),
-        unchanged=len(work.chunks) - len(work.to_embed),
+        embedded=len(to_embed),
+        reused=len(reused),
+        unchanged=len(work.chunks) - len(to_embed) - len(reused),
         deleted=len(work.stale) + work.removed_chunks,
         removed_sources=work.removed_sources,
     )
@@ -206,26 +238,24 @@ def build_index(
         chunking.tokens,
         chunking.overlap,
     )
-    if not work.to_embed and not report.deleted and same_chunking:
+    if not to_embed and not reused and not report.deleted and same_chunking:
         report.up_to_date = True
         report.seconds = time.perf_counter() - started
         return report
     tokens_before, truncated_before = embedder.stats.tokens, embedder.stats.truncated
     try:
-        if progress is not None:
-            progress.phase("loading", 1)
-        embedder.load()
-        if progress is not None:
-            progress.advance(1)
-            progress.phase("embedding", len(work.to_embed))
-        vectors = embedder.embed(
-            [c.embed_text for c in work.to_embed],
-            on_batch=progress.advance if progress is not None else None,
-        )
+        vectors = _embed(embedder, to_embed, progress) if to_embed else None
     finally:
         if own_embedder:
             embedder.close()
-    dimension = int(vectors.shape[1]) if len(work.to_embed) else existing.dimension  # type: ignore[union-attr]
+    if vectors is not None:
+        dimension = int(vectors.shape[1])
+    elif existing is not None:
+        dimension = existing.dimension
+    else:  # unreachable: a new index has nothing to reuse
+        raise AssertionError("nothing embedded for a new index")
+    chunks_out = to_embed + [c for c, _ in reused]
+    vectors_out = _stack(vectors, [v for _, v in reused], dimension)
     meta = IndexMeta(
         model_id=model_id,
         fingerprint=fingerprint,
@@ -237,19 +267,50 @@ def build_index(
         updated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     if progress is not None:
-        progress.phase("writing", len(work.to_embed) + report.deleted)
+        progress.phase("writing", len(chunks_out) + report.deleted)
     with store.writing(meta):
         store.delete_sources(work.removed_sources)
         store.delete(work.stale)
         if progress is not None:
             progress.advance(report.deleted)
-        store.upsert(work.to_embed, vectors)
+        store.upsert(chunks_out, vectors_out)
         if progress is not None:
-            progress.advance(len(work.to_embed))
+            progress.advance(len(chunks_out))
     report.tokens = embedder.stats.tokens - tokens_before
     report.truncated = embedder.stats.truncated - truncated_before
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _embed(
+    embedder: Embedder, chunks: Sequence[Chunk], progress: IndexProgress | None
+) -> NDArray[np.float32]:
+    if progress is not None:
+        progress.phase("loading", 1)
+    embedder.load()
+    if progress is not None:
+        progress.advance(1)
+        progress.phase("embedding", len(chunks))
+    return embedder.embed(
+        [c.embed_text for c in chunks],
+        on_batch=progress.advance if progress is not None else None,
+    )
+
+
+def _stack(
+    embedded: NDArray[np.float32] | None, kept: list[NDArray[np.float32]], dimension: int
+) -> NDArray[np.float32]:
+    """The new vectors, then the kept ones, in the order of ``to_embed + reused``."""
+    import numpy as np
+
+    parts: list[NDArray[np.float32]] = []
+    if embedded is not None:
+        parts.append(embedded)
+    if kept:
+        parts.append(np.stack(kept).astype(np.float32))
+    if not parts:
+        return np.zeros((0, dimension), dtype=np.float32)
+    return np.concatenate(parts, axis=0)
 
 
 def store_name(store: VectorStore) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "IndexMeta",
     "SearchFilter",
     "StoreStats",
+    "StoredChunk",
     "VectorStore",
     "fuse_hybrid",
     "rrf",
@@ -75,6 +76,16 @@ class SearchFilter:
 
 
 @dataclass(frozen=True)
+class StoredChunk:
+    """What re-indexing needs to know of a chunk already in the store."""
+
+    source: str
+    hash: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Hit:
     chunk: Chunk
     score: float
@@ -117,8 +128,13 @@ class VectorStore(Protocol):
         """Remove every chunk of these sources; returns how many there were."""
         ...
 
-    def hashes(self) -> dict[str, tuple[str, str]]:
-        """Every chunk id with its (source, content hash), for incremental re-indexing."""
+    def hashes(self) -> dict[str, StoredChunk]:
+        """Every chunk id with its source, content hash and offsets, for re-indexing."""
+        ...
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        """The stored vectors of these chunks (those that exist), for re-indexing: a chunk
+        whose text only moved keeps its vector instead of being embedded again."""
         ...
 
     def knn(

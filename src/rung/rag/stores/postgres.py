@@ -35,6 +35,7 @@ from rung.rag.stores.base import (
     Hit,
     IndexMeta,
     SearchFilter,
+    StoredChunk,
     StoreStats,
     fuse_hybrid,
     query_terms,
@@ -296,12 +297,27 @@ class PgvectorStore:
         self._register_vector(conn)
         return conn
 
-    def hashes(self) -> dict[str, tuple[str, str]]:
+    def hashes(self) -> dict[str, StoredChunk]:
         conn = self._ready()
         if conn is None:
             return {}
-        rows = conn.execute(f"SELECT id, source, hash FROM {self.chunks_table}").fetchall()
-        return {cid: (source, digest) for cid, source, digest in rows}
+        rows = conn.execute(
+            f"SELECT id, source, hash, start_char, end_char FROM {self.chunks_table}"
+        ).fetchall()
+        return {cid: StoredChunk(src, digest, a, b) for cid, src, digest, a, b in rows}
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        import numpy as np
+
+        conn = self._ready()
+        if conn is None or not ids:
+            return {}
+        # real[] comes back as a list of floats without a pgvector loader on this side
+        rows = conn.execute(
+            f"SELECT id, embedding::real[] FROM {self.chunks_table} WHERE id = ANY(%s)",
+            (list(ids),),
+        ).fetchall()
+        return {cid: np.asarray(values, dtype=np.float32) for cid, values in rows}
 
     @staticmethod
     def _chunk(row: Sequence[Any]) -> Chunk:

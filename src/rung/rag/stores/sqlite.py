@@ -36,6 +36,7 @@ from rung.rag.stores.base import (
     Hit,
     IndexMeta,
     SearchFilter,
+    StoredChunk,
     StoreStats,
     batched,
     fuse_hybrid,
@@ -306,11 +307,29 @@ class SqliteStore:
             return None
         return self._conn()
 
-    def hashes(self) -> dict[str, tuple[str, str]]:
+    def hashes(self) -> dict[str, StoredChunk]:
         db = self._ready()
         if db is None:
             return {}
-        return {cid: (src, h) for cid, src, h in db.execute("SELECT id, source, hash FROM chunks")}
+        rows = db.execute('SELECT id, source, hash, start, "end" FROM chunks')
+        return {cid: StoredChunk(src, h, a, b) for cid, src, h, a, b in rows}
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        import numpy as np
+
+        db = self._ready()
+        found: dict[str, NDArray[np.float32]] = {}
+        if db is None:
+            return found
+        for batch in batched(list(ids), 500):
+            marks = ",".join("?" * len(batch))
+            for cid, blob in db.execute(
+                f"SELECT c.id, v.embedding FROM chunks c JOIN chunks_vec v ON v.rowid = c.rowid "
+                f"WHERE c.id IN ({marks})",
+                tuple(batch),
+            ):
+                found[cid] = np.frombuffer(blob, dtype=np.float32).copy()
+        return found
 
     def _source_clause(
         self, filter: SearchFilter | None, column: str

@@ -26,7 +26,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from rung.errors import ConfigurationError, MissingDependencyError, RunError
 from rung.rag.chunking import Chunk
-from rung.rag.stores.base import Hit, IndexMeta, SearchFilter, StoreStats, batched
+from rung.rag.stores.base import (
+    Hit,
+    IndexMeta,
+    SearchFilter,
+    StoredChunk,
+    StoreStats,
+    batched,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -218,14 +225,37 @@ class WeaviateStore:
 
     # -- reads --------------------------------------------------------------------------------
 
-    def hashes(self) -> dict[str, tuple[str, str]]:
+    def hashes(self) -> dict[str, StoredChunk]:
         collection = self._collection()
         if collection is None:
             return {}
-        found: dict[str, tuple[str, str]] = {}
-        for obj in collection.iterator(return_properties=["chunk_id", "source", "hash"]):
+        found: dict[str, StoredChunk] = {}
+        wanted = ["chunk_id", "source", "hash", "start_char", "end_char"]
+        for obj in collection.iterator(return_properties=wanted):
             p = obj.properties
-            found[str(p["chunk_id"])] = (str(p["source"]), str(p["hash"]))
+            found[str(p["chunk_id"])] = StoredChunk(
+                str(p["source"]), str(p["hash"]), int(p["start_char"]), int(p["end_char"])
+            )
+        return found
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        import numpy as np
+        from weaviate.classes.query import Filter
+
+        collection = self._collection()
+        found: dict[str, NDArray[np.float32]] = {}
+        if collection is None:
+            return found
+        for batch in batched(list(ids), _BATCH):
+            response = collection.query.fetch_objects(
+                filters=Filter.by_property("chunk_id").contains_any(list(batch)),
+                limit=len(batch),
+                include_vector=True,
+                return_properties=["chunk_id"],
+            )
+            for obj in response.objects:
+                vector = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
+                found[str(obj.properties["chunk_id"])] = np.asarray(vector, dtype=np.float32)
         return found
 
     @staticmethod
