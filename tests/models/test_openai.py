@@ -182,6 +182,34 @@ def test_server_without_logprobs_degrades_to_label_only(
     assert len([r for r in caplog.records if "without logprobs" in r.message]) == 1
 
 
+def test_embed_on_llama_server_with_embeddings_on() -> None:
+    """llama_cpp.server serves /v1/embeddings when started with embedding on; SmolLM2's GGUF
+    has no pooling layer, so the server sends a vector per token and the backend averages.
+    With such a model llama-cpp-python reads the wrong offsets for every text of a batch but
+    the first (Llama.embed with pooling NONE), hence one text per request."""
+    with running_llama_server(extra_args=("--embedding", "true")) as base_url:
+        model = make("openai:smollm2", base_url=base_url, embed_batch=1)
+        assert model.can_embed
+        model.load()
+        texts = ["Where is my parcel?", "Refunds take five days.", "Where is my parcel?"]
+        embeddings = run_sync(model.embed(texts))
+    vectors = embeddings.vectors
+    assert vectors.shape == (3, 576) and str(vectors.dtype) == "float32"
+    assert (vectors[0] == vectors[2]).all()
+    assert not (vectors[0] == vectors[1]).all()
+    assert len(embeddings.tokens) == 3 and all(n > 0 for n in embeddings.tokens)
+
+
+def test_embed_on_a_server_without_embeddings_fails_at_once(llama_url: str) -> None:
+    model = make("openai:smollm2", base_url=llama_url)  # default retries: none are made
+    model.load()
+    started = time.perf_counter()
+    with pytest.raises(ModelAPIError, match="does not make embeddings") as info:
+        run_sync(model.embed(["hello"]))
+    assert time.perf_counter() - started < 1.0
+    assert "--embedding true" in str(info.value)
+
+
 # --- a scripted upstream ------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from rung.cli import (
     catalog_cmds,
     distill_cmds,
     export_cmds,
+    index_cmds,
     route_cmds,
     serve_cmds,
     tune_cmds,
@@ -156,6 +157,7 @@ tune_lm_cmds.register(app)
 tune_cmds.register(app)
 distill_cmds.register(app)
 export_cmds.register(app)
+index_cmds.register(app)
 
 if __name__ == "__main__":
     app()

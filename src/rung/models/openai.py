@@ -17,6 +17,8 @@ backend remembers not to ask again.
 spread over small connection pools, and raises the SDK's own errors: behind a gateway the SDK's
 request building and response models cost more CPU than the exchange itself. ``stream`` reads
 the upstream's server-sent events through the SDK; closing it early closes the response.
+``embed`` posts to ``/embeddings`` the same way (OpenAI's embeddings models, vLLM, Ollama,
+llama.cpp servers started with embeddings on).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rung.errors import ConfigurationError, MissingDependencyError, ModelAPIError
 from rung.models.base import (
     ClassifyRequest,
+    Embeddings,
     GenerateRequest,
     Generation,
     GenerationDelta,
@@ -137,6 +140,14 @@ class OpenAIOptions(BaseModel):
         description="Alternatives per token the server returns (OpenAI allows up to 20).",
     )
     temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature.")
+    embed_batch: int = Field(
+        default=256,
+        ge=1,
+        le=2048,
+        description="Texts per embeddings request (OpenAI takes up to 2048). 1 for servers "
+        "that mix up the texts of a batch: llama-cpp-python's, with a model that has no "
+        "pooling layer (a chat model's GGUF), returns wrong vectors after the first text.",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +304,8 @@ class OpenAIModel(Model):
     Options: ClassVar[type[BaseModel]] = OpenAIOptions
     can_generate: ClassVar[bool] = True
     can_stream: ClassVar[bool] = True
+    #: through ``POST /embeddings``; a server that does not serve it says so on the first call
+    can_embed: ClassVar[bool] = True
     in_process: ClassVar[bool] = False  # the model runs behind the API
 
     def __init__(self, name: str, options: BaseModel | None = None) -> None:
@@ -508,12 +521,18 @@ class OpenAIModel(Model):
                 lambda: state.client.post("/chat/completions", body=body, cast_to=completion_type),
             )
 
-    async def _retrying(self, body: dict[str, Any], call: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(
+        self,
+        body: dict[str, Any],
+        call: Callable[[], Awaitable[T]],
+        final: Callable[[int, str], bool] | None = None,
+    ) -> T:
         """``call()``, tried again after 408/429/5xx, time-outs and connection errors with
         exponential backoff and jitter (or the server's Retry-After), then a ModelAPIError.
         When the body asks for logprobs, an error that is about them (any 400 or 422, or a
         message naming logprobs, as llama-cpp-python's 500 does) is raised at once as
-        _LogprobsRefused, so that the caller can ask again without them."""
+        _LogprobsRefused, so that the caller can ask again without them. ``final(status,
+        message)`` True marks an error that no retry will cure: it is raised at once."""
         import openai
 
         asked_logprobs = bool(body.get("logprobs"))
@@ -529,6 +548,8 @@ class OpenAIModel(Model):
                     raise self._refused_key(status) from e
                 if asked_logprobs and (status in (400, 422) or "logprob" in _message(e).casefold()):
                     raise _LogprobsRefused(f"{where}: {_message(e)}", status) from e
+                if final is not None and final(status, _message(e)):
+                    raise ModelAPIError(f"{where}: {_message(e)}", status_code=status) from e
                 if status not in RETRY_STATUSES and status < 500:
                     raise ModelAPIError(f"{where}: {_message(e)}", status_code=status) from e
                 if attempt == tries - 1:
@@ -627,8 +648,10 @@ class OpenAIModel(Model):
             finish_reason=choice.get("finish_reason"),
         )
 
-    async def _post(self, state: _LoopState, body: dict[str, Any]) -> Any:
-        """``POST /chat/completions`` as plain HTTP, the answer as parsed JSON: the SDK's request
+    async def _post(
+        self, state: _LoopState, body: dict[str, Any], path: str = "/chat/completions"
+    ) -> Any:
+        """``POST {path}`` (chat completions by default) as plain HTTP, the answer as parsed JSON: the SDK's request
         building and response models take twice the CPU of the HTTP exchange itself, which is
         what a gateway in front of a fast upstream pays for most (benchmarks/bench_gateway.py).
         Failures are raised as the SDK's own errors, so that ``_retrying`` treats both paths
@@ -640,7 +663,7 @@ class OpenAIModel(Model):
         state.busy[pool] += 1
         try:
             response = await state.pools[pool].post(
-                "/chat/completions",
+                path,
                 content=json.dumps(body).encode(),
                 headers={"Content-Type": "application/json"},
             )
@@ -726,6 +749,42 @@ class OpenAIModel(Model):
             "", finish_reason=finish or "stop", tokens_in=tokens_in, tokens_out=tokens_out
         )
 
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """``POST {base_url}/embeddings``, ``options.embed_batch`` texts a request, the requests in
+        flight at once bounded by ``options.concurrency``. The API counts tokens per request,
+        not per text: each request's count is shared among its texts in proportion to their
+        length, so that the totals (what a ledger charges) are the API's own."""
+        import numpy as np
+
+        if not texts:
+            return Embeddings(np.zeros((0, 0), dtype=np.float32), [])
+        size = self.opts.embed_batch
+        batches = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
+
+        async def one(state: _LoopState, batch: list[str]) -> tuple[list[list[float]], list[int]]:
+            body = {"model": self.name, "input": batch, "encoding_format": "float"}
+            async with state.slots:
+                try:
+                    data = await self._retrying(
+                        body, lambda: self._post(state, body, "/embeddings"), _not_embedding
+                    )
+                except ModelAPIError as e:
+                    if e.status_code is not None and _not_embedding(e.status_code, str(e)):
+                        raise ModelAPIError(
+                            f"{self.model_id} does not make embeddings ({e}); use an "
+                            "embeddings model (llama.cpp servers: start them with embeddings "
+                            "on, e.g. --embedding true)",
+                            status_code=e.status_code,
+                        ) from e
+                    raise
+            return _embedding_rows(data, batch, self.model_id, self.base_url)
+
+        async with self._session() as state:
+            parts = await asyncio.gather(*(one(state, b) for b in batches))
+        rows = [row for vectors, _ in parts for row in vectors]
+        tokens = [n for _, counts in parts for n in counts]
+        return Embeddings(np.asarray(rows, dtype=np.float32), tokens)
+
     def _first_choice(self, completion: ChatCompletion) -> Choice:
         if not completion.choices:
             raise ModelAPIError(
@@ -772,6 +831,42 @@ def _sdk_http_library() -> Any:
 
 def _message(e: Exception) -> str:
     return str(getattr(e, "message", None) or e) or type(e).__name__
+
+
+def _not_embedding(status: int, message: str) -> bool:
+    """The server has no embeddings endpoint, or the model cannot embed (llama.cpp answers a
+    500 that says embedding=True is needed): asking again will not help."""
+    return status in (404, 405, 501) or "embedding" in message.casefold()
+
+
+def _embedding_rows(
+    data: Any, batch: Sequence[str], model_id: str, base_url: str
+) -> tuple[list[list[float]], list[int]]:
+    """The vectors of an embeddings answer in input order, and tokens per text."""
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list) or len(items) != len(batch):
+        raise ModelAPIError(
+            f"{model_id} at {base_url} answered /embeddings with "
+            f"{len(items) if isinstance(items, list) else 'no'} vectors for {len(batch)} texts; "
+            "check that it is an OpenAI-compatible embeddings endpoint"
+        )
+    import numpy as np
+
+    ordered = sorted(items, key=lambda item: int(item.get("index", 0)))
+    vectors: list[list[float]] = []
+    for item in ordered:
+        value = np.asarray(item["embedding"], dtype=np.float64)
+        # llama.cpp serves one vector per token for a model without a pooling layer (a chat
+        # model's GGUF): their mean, as sentence-transformers pools an encoder's tokens
+        vectors.append((value.mean(axis=0) if value.ndim == 2 else value).tolist())
+    if len({len(v) for v in vectors}) > 1 or not vectors[0]:
+        raise ModelAPIError(f"{model_id} at {base_url} answered vectors of differing lengths")
+    usage = data.get("usage") or {}
+    total = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
+    lengths = [max(1, len(t)) for t in batch]
+    shares = [total * n // sum(lengths) for n in lengths]
+    shares[-1] += total - sum(shares)  # the rounding goes to the last text: the sum is exact
+    return vectors, shares
 
 
 def _usage(completion: ChatCompletion) -> tuple[int, int]:

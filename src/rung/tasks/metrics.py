@@ -17,6 +17,7 @@ __all__ = [
     "Estimate",
     "accuracy",
     "bootstrap_ci",
+    "bootstrap_mean",
     "confusion_matrix",
     "macro_f1",
     "per_class",
@@ -129,15 +130,30 @@ def bootstrap_ci(
     n = len(g)
     if n == 0:
         return Estimate(0.0, (0.0, 0.0))
-    value = fn(g, p)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
     if metric == "accuracy":
-        stats = (g[idx] == p[idx]).mean(axis=1)
-    else:
-        stats = np.array([fn(g[row], p[row]) for row in idx])
+        return bootstrap_mean((g == p).astype(np.float64), resamples=resamples, seed=seed)
+    value = fn(g, p)
+    idx = _resample(n, resamples, seed)
+    stats = np.array([fn(g[row], p[row]) for row in idx])
     low, high = np.percentile(stats, [2.5, 97.5])
     return Estimate(value, (float(low), float(high)))
+
+
+def _resample(n: int, resamples: int, seed: int) -> IntArray:
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def bootstrap_mean(
+    values: Sequence[float] | NDArray[np.float64], *, resamples: int = 1000, seed: int = 0
+) -> Estimate:
+    """Mean and percentile-bootstrap 95% interval of per-example scores (1/0 correctness for
+    accuracy, a per-query recall or reciprocal rank for retrieval)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return Estimate(0.0, (0.0, 0.0))
+    stats = v[_resample(len(v), resamples, seed)].mean(axis=1)
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return Estimate(float(v.mean()), (float(low), float(high)))
 
 
 def percentile(values: Sequence[float], q: float) -> float:
