@@ -18,6 +18,7 @@ from rung.advise.advice import Advice, Constraints, advise
 from rung.catalog.cards import ModelCard, card_for
 from rung.catalog.overrides import CardOverride
 from rung.errors import DataError, RunError, RungError
+from rung.models.registry import profile_of
 
 __all__ = ["advice_for_results", "advice_for_run", "cards_for_results", "read_run"]
 
@@ -73,7 +74,9 @@ def cards_for_results(
                 model, overrides, (base_urls or {}).get(label), overrides_source
             )
         except RungError as e:
-            api = model.startswith("openai:")
+            profile = profile_of(model.partition(":")[0])
+            billing = profile.billing((base_urls or {}).get(label)) if profile else "machine"
+            api = profile is not None and profile.kind == "api"
             cards[label] = ModelCard(
                 model_id=model,
                 kind="api" if api else "decoder",
@@ -81,7 +84,7 @@ def cards_for_results(
                 figures_from="results.json",
                 params=r.get("params"),
                 weights_bytes=r.get("file_size_bytes"),
-                on_prem=not api,
+                on_prem=billing == "machine",
                 notes=(f"no card: {e}",),
             )
     return cards

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rung.compare.cost import CostSpec
+from rung.catalog.costs import CostSpec
 from rung.errors import SpecError, validation_message
 from rung.tasks.classify import ClassifyTask
 

@@ -45,6 +45,7 @@ from rung.errors import (
 )
 from rung.models.encoder import (
     HEAD_FILE,
+    EncoderModel,
     encoder_folder,
     head_probabilities,
     mean_pool,
@@ -434,7 +435,7 @@ def resolve_base(base: str) -> tuple[str, Path]:
     """(model id for the card, local folder) of the base model. Only encoders fine-tune here."""
     provider, sep, name = base.partition(":")
     if sep and provider.isidentifier() and not Path(base).expanduser().exists():
-        if provider != "encoder":
+        if provider != EncoderModel.provider:
             raise ModelLoadError(
                 f"rung tune fine-tunes encoder models, and {base} is a {provider} model; use "
                 "--base encoder:minilm-l6, encoder:<folder> or encoder:<hub id>"

@@ -53,6 +53,7 @@ from rung.errors import (
     validation_message,
 )
 from rung.models.base import ChatMessage
+from rung.models.registry import providers
 from rung.models.transformers import (
     ADAPTER_CONFIG,
     ALIASES,
@@ -676,9 +677,9 @@ def fit_lora(
 def _base_model(base: str, options: LoraOptions) -> TransformersModel:
     """The transformers backend for ``base``, checked (file there, hub cached, a causal LM)."""
     provider, sep, name = base.partition(":")
-    if sep and provider == "transformers":
+    if sep and provider == TransformersModel.provider:
         base = name
-    elif sep and provider in ("llamacpp", "encoder", "openai", "onnx", "cascade"):
+    elif sep and provider in providers():  # another backend's model id
         raise ConfigurationError(
             f"LoRA tuning runs through transformers, not {provider}: pass --base "
             f"transformers:<hub id | folder | .gguf file> (e.g. {DEFAULT_BASE})"
