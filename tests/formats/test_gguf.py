@@ -75,7 +75,7 @@ def test_bad_version_is_named(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     struct.pack_into("<I", data, 4, 9)
     path.write_bytes(bytes(data))
-    with pytest.raises(ModelLoadError, match="GGUF version 9, which llama.cpp does not read"):
+    with pytest.raises(ModelLoadError, match=r"GGUF version 9, which llama\.cpp does not read"):
         read_header(path)
 
 

@@ -14,7 +14,9 @@ reads them from there instead of testing the provider's name:
   list (``price_provider`` names the provider there), or machine time for a self-hosted model.
   A rung priced per token whose endpoint is on the user's own network is self-hosted
   (``billing``): an OpenAI-compatible server on localhost costs machine time, not tokens;
-- ``requires`` and ``install``: the libraries it needs and the command that installs them.
+- ``requires`` and ``install``: the libraries it needs and the command that installs them;
+- ``machine_note``: one line on what the backend does on this machine, for ``rung models`` and
+  ``rung fit`` (llamacpp: whether llama.cpp's weight repacking is on).
 
 Capabilities are declared flags of the contract itself (``Model.can_generate``,
 ``can_stream``, ``can_embed``, ``can_trace``, ``in_process``, ...), since a few of them depend
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -114,6 +117,8 @@ class BackendProfile:
     requires: tuple[str, ...] = ()
     #: the command that installs ``requires``
     install: str | None = None
+    #: one line on what the backend does on this machine (read when shown, not at import)
+    machine_note: Callable[[], str] | None = None
 
     def bundled_file(self, name: str) -> BundledFile | None:
         for entry in self.bundled:
