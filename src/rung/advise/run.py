@@ -14,6 +14,7 @@ from rung.advise.advice import Advice, Constraints, advise
 from rung.catalog.cards import ModelCard, card_for
 from rung.catalog.overrides import CardOverride
 from rung.errors import RunError, RungError
+from rung.models.registry import profile_of
 from rung.runs import RunFolder, RunResults
 
 __all__ = ["advice_for_results", "advice_for_run", "cards_for_results", "read_run"]
@@ -48,7 +49,9 @@ def cards_for_results(
                 r.model, overrides, (base_urls or {}).get(r.label), overrides_source
             )
         except RungError as e:
-            api = r.model.startswith("openai:")
+            profile = profile_of(r.model.partition(":")[0])
+            billing = profile.billing((base_urls or {}).get(r.label)) if profile else "machine"
+            api = profile is not None and profile.kind == "api"
             cards[r.label] = ModelCard(
                 model_id=r.model,
                 kind="api" if api else "decoder",
@@ -56,7 +59,7 @@ def cards_for_results(
                 figures_from="results.json",
                 params=r.params,
                 weights_bytes=r.file_size_bytes,
-                on_prem=not api,
+                on_prem=billing == "machine",
                 notes=(f"no card: {e}",),
             )
     return cards

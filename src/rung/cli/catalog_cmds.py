@@ -74,6 +74,18 @@ def _origin_text(card: Any, sources: dict[str, str]) -> str:
     return card.path or card.origin
 
 
+def _machine_notes(cards: list[Any]) -> list[str]:
+    """What the backends of these cards do on this machine (their profiles' notes), once each."""
+    from rung.models.registry import profile_of
+
+    notes: list[str] = []
+    for provider in dict.fromkeys(c.provider for c in cards):
+        profile = profile_of(provider)
+        if profile is not None and profile.machine_note is not None:
+            notes.append(profile.machine_note())
+    return notes
+
+
 def _cards_table(cards: list[Any], context: int, title: str) -> Table:
     from rung import fmt
     from rung.models.registry import bundled_models
@@ -169,10 +181,7 @@ def models(
     for c in cards:
         if not c.installed:
             lines.append(f"{c.model_id}: install with `{c.install}`")
-    if any(c.model_id.startswith("llamacpp:") for c in cards):
-        from rung.models.llamacpp import extra_buffers_note
-
-        lines.append(extra_buffers_note())
+    lines.extend(_machine_notes(cards))
     lines.append(
         "Any GGUF file works as llamacpp:<path.gguf>; any sentence-transformers folder as "
         "encoder:<folder>; any Hugging Face causal LM as transformers:<folder or hub id>; any "
@@ -297,11 +306,7 @@ def fit_cmd(
             highlight=False,
         )
     say(f"  total     {fmt.bytes_(mem.total_bytes):>10}", highlight=False)
-    notes = [*mem.notes, *card.notes]
-    if card.model_id.startswith("llamacpp:"):
-        from rung.models.llamacpp import extra_buffers_note
-
-        notes.append(extra_buffers_note())
+    notes = [*mem.notes, *card.notes, *_machine_notes([card])]
     for note in notes:
         say(f"  note: {note}", style="dim", highlight=False)
     say(f"  figures from: {card.figures_from}", style="dim", highlight=False)

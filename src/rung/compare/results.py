@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from rung import __version__
-from rung.compare.cost import CostFigure, CostSpec, api_cost, machine_cost
+from rung.catalog.costs import CostFigure, CostSpec, api_cost, machine_cost
 from rung.compare.runner import Prepared, RungFailure, RungRun
 from rung.errors import RungError
 from rung.runs.quality import ClassifyQuality, ClassScores, Confusion, Metric
@@ -61,19 +60,9 @@ def _best_throughput(run: RungRun) -> tuple[float, str]:
     return run.throughput_per_s, "one at a time"
 
 
-def _is_api(run: RungRun) -> bool:
-    """Paid per token: an openai-provider rung whose endpoint is not on the user's network."""
-    if run.model_id.partition(":")[0] != "openai":
-        return False
-    from rung.catalog.cards import is_local_url
-
-    base_url = run.ref.options.get("base_url") or os.environ.get("RUNG_OPENAI_BASE_URL")
-    return not (base_url and is_local_url(str(base_url)))
-
-
 def rung_cost(run: RungRun, spec: CostSpec) -> CostFigure:
     n = len(run.records) or 1
-    if _is_api(run):
+    if run.billing == "tokens":  # the backend's profile says, for its endpoint
         tokens_in = sum(r.prediction.tokens_in for r in run.records) / n
         tokens_out = sum(r.prediction.tokens_out for r in run.records) / n
         return api_cost(run.model_id, tokens_in, tokens_out, spec)

@@ -20,6 +20,7 @@ from rung.compare.probe import probe_rung, train_subset
 from rung.errors import ModelCrashError
 from rung.models import registry
 from rung.models.base import ClassifyRequest, Model, ModelInfo, Prediction, stable_hash
+from rung.models.profile import Pricing
 from rung.models.runtime import ModelRuntime
 from rung.responses import (
     Progress,
@@ -70,6 +71,8 @@ class RungRun:
     concurrency: int
     load: list[dict[str, Any]] | None = None
     memory: dict[str, Any] | None = None
+    #: how the rung is paid for (Model.billing): per token, or machine time
+    billing: Pricing = "machine"
 
 
 @dataclass
@@ -156,9 +159,7 @@ async def _run_rung(
     run_key = f"run:{stable_hash([fingerprint, keys])}"
     # One request per call unless the spec asks for batches: latency is then what one caller
     # waits, comparable across rungs; a batch_size option measures batched throughput instead.
-    batch_size = (
-        int(getattr(model.options, "batch_size", 1)) if ref.options.get("batch_size") else 1
-    )
+    batch_size = model.max_batch if ref.options.get("batch_size") else 1
     load_key = (
         f"load:{stable_hash([fingerprint, keys, measure.load.model_dump()])}"
         if measure.load is not None
@@ -266,6 +267,7 @@ async def _run_rung(
         concurrency=max(1, model.max_concurrency),
         load=load,
         memory=memory,
+        billing=model.billing,
     )
 
 

@@ -16,7 +16,12 @@ Lifecycle, as the compare runner drives it::
 
 Optional abilities, each behind its flag: ``generate`` (``can_generate``); ``stream``, which
 every generating model has (by default one delta holding the whole answer) and which yields
-tokens as they are made when ``can_stream``; ``embed`` (``can_embed``).
+tokens as they are made when ``can_stream``; ``embed`` (``can_embed``); ``classify_traced``
+(``can_trace``: which rung of a cascade answered, and what it cost). Methods every model has,
+with a default that fits most: ``aclose`` (``close`` from inside the event loop),
+``breaker_state`` (None: no circuit breakers), ``endpoint`` (None: no remote endpoint),
+``max_batch`` (1: no micro-batching). What a backend declares about its models (bundled names,
+where card facts are read, how it is priced) is its ``profile`` (``rung.models.profile``).
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+
+from rung.models.profile import BackendProfile, BundledModel, Pricing
 
 __all__ = [
     "ChatMessage",
@@ -42,6 +49,7 @@ __all__ = [
     "ModelInfo",
     "NoOptions",
     "Prediction",
+    "TracedAnswer",
     "run_sync",
 ]
 
@@ -181,18 +189,42 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TracedAnswer(Protocol):
+    """One answer of ``classify_traced``: the prediction, the rung that gave it, the rungs it
+    climbed past, what it cost and what the top rung alone would have cost (None: unknown),
+    and the failures on the way (``rung.route.cascade.CascadeAnswer``)."""
+
+    @property
+    def prediction(self) -> Prediction: ...
+    @property
+    def answered_by(self) -> str: ...
+    @property
+    def climbed_from(self) -> Sequence[str]: ...
+    @property
+    def cost_usd(self) -> float | None: ...
+    @property
+    def top_rung_cost_usd(self) -> float | None: ...
+    @property
+    def errors(self) -> Sequence[object]: ...
+
+
 class Model(ABC):
     """Base class of every backend. Subclasses set ``provider`` and ``Options`` and implement
     ``load`` and ``classify`` (and ``generate`` when ``can_generate``)."""
 
     provider: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    #: what the backend declares about its models: bundled names, card sources, pricing
+    profile: ClassVar[BackendProfile] = BackendProfile()
     can_classify: ClassVar[bool] = True
     can_generate: ClassVar[bool] = False
     needs_training: ClassVar[bool] = False
     #: ``stream`` yields tokens as they are made (otherwise one delta after generate finishes)
     can_stream: ClassVar[bool] = False
     can_embed: ClassVar[bool] = False
+    #: ``classify_traced`` reports the path of each answer (a cascade); such a model queues
+    #: and batches per rung itself
+    can_trace: ClassVar[bool] = False
     #: how many classify calls the runner may have in flight at once (local models: 1)
     max_concurrency: int = 1
     #: the weights run inside this process (native code that can crash it: llama.cpp, torch);
@@ -211,6 +243,27 @@ class Model(ABC):
     @property
     def model_id(self) -> str:
         return f"{self.provider}:{self.name}"
+
+    @classmethod
+    def bundled(cls) -> list[BundledModel]:
+        """The names this backend knows without a path, from its profile."""
+        return cls.profile.listed(cls.provider)
+
+    @property
+    def endpoint(self) -> str | None:
+        """The URL the model answers at, for a model behind an API; None for the others."""
+        return None
+
+    @property
+    def billing(self) -> Pricing:
+        """How this rung is paid for: per token, or machine time (see the profile)."""
+        return self.profile.billing(self.endpoint)
+
+    @property
+    def max_batch(self) -> int:
+        """Requests the serving queue may gather into one classify call (micro-batching);
+        1 for models that gain nothing from batches."""
+        return 1
 
     def check(self) -> None:
         """Cheap validation before any slow work (file exists, API key set, ...).
@@ -234,6 +287,10 @@ class Model(ABC):
     @abstractmethod
     async def classify(self, requests: Sequence[ClassifyRequest]) -> list[Prediction]:
         """Label each request; one Prediction per request, in order."""
+
+    async def classify_traced(self, requests: Sequence[ClassifyRequest]) -> Sequence[TracedAnswer]:
+        """Each request's answer with the path it took; only when ``can_trace``."""
+        raise NotImplementedError(f"{self.model_id} does not trace its answers")
 
     async def generate(self, request: GenerateRequest) -> Generation:
         raise NotImplementedError(f"{self.model_id} does not generate text")
@@ -264,8 +321,18 @@ class Model(ABC):
         and for local files their size and modification time (a new file gives new answers)."""
         return stable_hash({"id": self.model_id, "options": self.options.model_dump(mode="json")})
 
+    def breaker_state(self) -> list[dict[str, Any]] | None:
+        """The circuit breakers in front of the model's rungs, for health endpoints; None for a
+        model without any."""
+        return None
+
     def close(self) -> None:
         """Free the model's memory or connections."""
+
+    async def aclose(self) -> None:
+        """``close()`` for callers inside the event loop; a model with queues or connections
+        of its own (a cascade, an API client) drains or closes them there first."""
+        self.close()
 
 
 def stable_hash(value: Any) -> str:

@@ -40,6 +40,7 @@ from rung.models.base import (
     softmax,
     stable_hash,
 )
+from rung.models.profile import BackendProfile
 
 if TYPE_CHECKING:
     import numpy as np
@@ -185,6 +186,10 @@ class OnnxModel(Model):
 
     provider: ClassVar[str] = "onnx"
     Options: ClassVar[type[BaseModel]] = OnnxOptions
+    # Self-hosted encoders; the catalog reads no card from an exported folder.
+    profile: ClassVar[BackendProfile] = BackendProfile(
+        kind="encoder", requires=("onnxruntime", "tokenizers"), install=INSTALL
+    )
     needs_training: ClassVar[bool] = False
 
     def __init__(self, name: str, options: BaseModel | None = None) -> None:
@@ -201,6 +206,10 @@ class OnnxModel(Model):
     @property
     def folder(self) -> Path:
         return Path(self.name).expanduser()
+
+    @property
+    def max_batch(self) -> int:
+        return self.opts.batch_size
 
     def _file(self) -> Path:
         onnx_files = sorted(p.name for p in self.folder.glob("*.onnx"))
@@ -408,7 +417,3 @@ class OnnxModel(Model):
     def close(self) -> None:
         self._session = None
         self._tokenizer = None
-
-    @classmethod
-    def bundled(cls) -> list[Any]:
-        return []

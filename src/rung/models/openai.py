@@ -52,7 +52,7 @@ from rung.models.base import (
     Prediction,
     stable_hash,
 )
-from rung.models.registry import BundledModel
+from rung.models.profile import AnyName, BackendProfile
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -297,11 +297,27 @@ class _LoopState:
             await pool.aclose()
 
 
+PROFILE = BackendProfile(
+    kind="api",
+    card_sources=("price-list",),
+    # Paid per token at OpenAI's prices (or, for a name OpenAI does not sell, the price of a
+    # provider that does); an endpoint on the user's own network is self-hosted.
+    pricing="tokens",
+    price_provider="openai",
+    any_name=AnyName(
+        placeholder="<any model>",
+        description="any OpenAI-compatible API (set OPENAI_API_KEY or RUNG_OPENAI_BASE_URL)",
+        source="any OpenAI-compatible API",
+    ),
+)
+
+
 class OpenAIModel(Model):
     """A model behind an OpenAI-compatible chat completions endpoint."""
 
     provider: ClassVar[str] = "openai"
     Options: ClassVar[type[BaseModel]] = OpenAIOptions
+    profile: ClassVar[BackendProfile] = PROFILE
     can_generate: ClassVar[bool] = True
     can_stream: ClassVar[bool] = True
     #: through ``POST /embeddings``; a server that does not serve it says so on the first call
@@ -329,6 +345,10 @@ class OpenAIModel(Model):
         self._state: _LoopState | None = None
 
     # -- configuration ------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url
 
     @property
     def _is_openai(self) -> bool:
@@ -804,18 +824,6 @@ class OpenAIModel(Model):
             include={"max_tokens", "logprobs", "top_logprobs", "temperature"}
         )
         return stable_hash({"id": self.model_id, "base_url": self.base_url, "options": asked})
-
-    @classmethod
-    def bundled(cls) -> list[BundledModel]:
-        return [
-            BundledModel(
-                model_id="openai:<any model>",
-                description="any OpenAI-compatible API "
-                "(set OPENAI_API_KEY or RUNG_OPENAI_BASE_URL)",
-                source="any OpenAI-compatible API",
-                installed=True,
-            )
-        ]
 
 
 def _sdk_http_library() -> Any:

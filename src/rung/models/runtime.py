@@ -37,9 +37,9 @@ class BatchPolicy:
 
     @classmethod
     def for_model(cls, model: Model) -> BatchPolicy:
-        """Micro-batch rungs that gain from batches (encoders declare a ``batch_size``
-        option); send everything else one request at a time."""
-        size = int(getattr(model.options, "batch_size", 1) or 1)
+        """Micro-batch rungs that gain from batches (``Model.max_batch``: an encoder's
+        ``batch_size`` option); send everything else one request at a time."""
+        size = max(1, model.max_batch)
         return cls(max_batch=size, max_wait_ms=2.0 if size > 1 else 0.0)
 
 

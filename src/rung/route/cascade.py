@@ -19,8 +19,9 @@ requests, whoever calls the cascade.
 ``classify()`` returns the Predictions, as every backend does; ``classify_traced()`` returns, per
 request, which rung answered, the rungs it climbed past and why, what the request cost, and
 what it would have cost on the top rung. Costs come from each rung's ``cost_usd_per_1k`` (``rung
-route calibrate`` writes the figure of the compare run) or, for API rungs without one, from the
-tokens the rung reported and its price per token. A rung that failed is counted as free.
+route calibrate`` writes the figure of the compare run) or, for rungs paid per token without one
+(``Model.billing``), from the tokens the rung reported and its price per token. A rung that
+failed is counted as free.
 """
 
 from __future__ import annotations
@@ -218,6 +219,7 @@ class CascadeModel(Model):
 
     provider: ClassVar[str] = "cascade"
     Options: ClassVar[type[BaseModel]] = CascadeOptions
+    can_trace: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -454,14 +456,10 @@ class CascadeModel(Model):
 
 
 def _api_price(model: Model) -> tuple[float, float] | None:
-    """USD per million input and output tokens of a paid API rung, when known."""
-    if model.provider != "openai":
+    """USD per million input and output tokens of a rung paid per token, when known."""
+    if model.billing != "tokens":
         return None
-    from rung.catalog.cards import is_local_url
-    from rung.compare.cost import CostSpec, token_price
+    from rung.catalog.costs import CostSpec, token_price
 
-    base_url = getattr(model, "base_url", None)
-    if isinstance(base_url, str) and is_local_url(base_url):
-        return None
     price, _ = token_price(model.model_id, CostSpec())
     return (price.input_per_mtok, price.output_per_mtok) if price else None

@@ -14,9 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-# CostSpec is the spec's `cost:` section; it sits with the cost code in compare/ until that
-# moves below the middle floor too.
-from rung.compare.cost import CostSpec
+from rung.catalog.costs import CostSpec
 from rung.errors import SpecError, validation_message
 from rung.tasks.classify import ClassifyTask
 

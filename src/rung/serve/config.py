@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from rung.compare.cost import TokenPrice
+from rung.catalog.costs import TokenPrice
 from rung.config import cache_dir
 from rung.errors import SpecError, validation_message
 from rung.tasks.classify import PromptSpec

@@ -455,9 +455,9 @@ async def healthz(request: Request) -> Response:
     breakers = {}
     for name, served in state.models.items():
         # a cascade reports which of its rungs it is skipping after failures
-        breaker_state = getattr(served.model, "breaker_state", None)
-        if callable(breaker_state):
-            breakers[name] = breaker_state()
+        breaker_state = served.model.breaker_state()
+        if breaker_state is not None:
+            breakers[name] = breaker_state
     return JSONResponse(
         {
             "status": "ok",

@@ -2,7 +2,7 @@
 through a ``ModelRuntime`` queue so that concurrent requests never reach a local model at once
 (llama.cpp) and are micro-batched where that pays (encoders).
 
-A model that can trace its answers (``classify_traced``, as ``cascade:`` models do) reports the
+A model that can trace its answers (``can_trace``: ``classify_traced``, as ``cascade:`` models do) reports the
 rung that answered, the rungs it climbed from and the cost it would have had on the top rung;
 any other model is its own single rung. A traced model queues and batches per rung itself, so
 it is called once per request, concurrently: a request that fails on every rung then fails
@@ -18,11 +18,11 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from rung.compare.cost import TokenPrice
+from rung.catalog.costs import TokenPrice
 from rung.compare.probe import probe_rung, train_subset
 from rung.errors import (
     ConfigurationError,
@@ -41,6 +41,7 @@ from rung.models.base import (
     GenerationDelta,
     Model,
     Prediction,
+    TracedAnswer,
     stable_hash,
 )
 from rung.models.runtime import ModelRuntime
@@ -60,17 +61,6 @@ __all__ = ["Answer", "ServedModel", "closing_stream", "load_models"]
 
 log = logging.getLogger("rung.serve")
 T = TypeVar("T")
-
-
-class TracedAnswer(Protocol):
-    """What ``classify_traced`` returns per request (rung.route.cascade.CascadeAnswer)."""
-
-    prediction: Prediction
-    answered_by: str
-    climbed_from: Sequence[str]
-    cost_usd: float | None
-    top_rung_cost_usd: float | None
-    errors: Sequence[object]
 
 
 @dataclass
@@ -180,7 +170,7 @@ class ServedModel:
         async def one(request: ClassifyRequest) -> Answer:
             try:
                 if self.runtime is None:
-                    [trace] = await self.model.classify_traced([request])  # type: ignore[attr-defined]
+                    [trace] = await self.model.classify_traced([request])
                     return self._traced(trace, (time.perf_counter() - start) * 1000)
                 prediction = await self.runtime.classify(request)
             finally:
@@ -262,6 +252,8 @@ async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterato
     try:
         yield stream
     finally:
+        # Any async iterator is accepted; only async generators (every model's stream) have
+        # aclose, so this asks the object rather than a backend's declared ability.
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -293,15 +285,16 @@ def _train_data(
 def _price(entry: ModelEntry, model: Model) -> TokenPrice | None:
     if entry.price is not None:
         return entry.price
+    if model.billing != "tokens":
+        return None  # self-hosted: its cost is machine time, not charged per token
     from rung.catalog.cards import card_for
 
-    base_url = getattr(model.options, "base_url", None)
     try:
-        card = card_for(entry.id, base_url=base_url)
+        card = card_for(entry.id, base_url=model.endpoint)
     except RungError:
         return None
-    if card.kind != "api" or card.price is None or card.on_prem:
-        return None  # self-hosted: its cost is machine time, not charged per token
+    if card.price is None or card.on_prem:
+        return None  # a catalog file says it runs on the user's own machines
     return TokenPrice(
         input_per_mtok=card.price.input_per_mtok, output_per_mtok=card.price.output_per_mtok
     )
@@ -345,7 +338,7 @@ async def _load_one(
         gold = [ex.label for ex in examples]
         await asyncio.to_thread(model.fit, texts, gold, labels)
         trained = tuple(labels)
-    traced = callable(getattr(model, "classify_traced", None))
+    traced = model.can_trace
     runtime = None if traced else ModelRuntime(model)
     price = _price(served, model) if isinstance(served, ModelEntry) else None
     log.info(
@@ -394,11 +387,7 @@ async def close_models(served: dict[str, ServedModel]) -> None:
             await model.runtime.stop()
         try:
             # a model with queues of its own (a cascade) drains them inside the loop
-            aclose = getattr(model.model, "aclose", None)
-            if callable(aclose):
-                await aclose()
-            else:
-                model.model.close()
+            await model.model.aclose()
         except Exception as e:  # closing must not hide the reason the server stops
             log.warning("closing %s failed: %s", model.name, e)
 

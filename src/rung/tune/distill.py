@@ -28,11 +28,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rung.compare.cost import CostSpec, machine_cost, token_price
+from rung.catalog.costs import CostSpec, machine_cost, token_price
 from rung.errors import DataError, SpecError, did_you_mean
 from rung.export.folder import check_out
 from rung.models import registry
-from rung.models.base import Prediction
+from rung.models.base import Model, Prediction
 from rung.responses import Progress, ask_through_cache
 from rung.runs.spec import CompareSpec, ModelRef
 from rung.tasks.classify import TaskData, build_requests, few_shot_examples, load_task_data
@@ -189,11 +189,16 @@ def _score(
 
 
 def _labelling_cost(
-    teacher_id: str, stats: LabelStats, fresh: int, cost: CostSpec
+    teacher: Model, stats: LabelStats, fresh: int, cost: CostSpec
 ) -> tuple[float | None, str]:
-    """What labelling the pool cost: tokens × price for API rungs, machine time for local
-    ones (from the throughput measured while labelling)."""
-    price, source = token_price(teacher_id, cost)
+    """What labelling the pool cost: tokens × price for rungs paid per token (or priced in the
+    spec's cost.prices), machine time for self-hosted ones (from the throughput measured while
+    labelling)."""
+    teacher_id = teacher.model_id
+    per_token = teacher.billing == "tokens"
+    price, source = (
+        token_price(teacher_id, cost) if per_token or teacher_id in cost.prices else (None, "")
+    )
     if price is not None:
         usd = (
             stats.tokens_in * price.input_per_mtok + stats.tokens_out * price.output_per_mtok
@@ -202,7 +207,7 @@ def _labelling_cost(
             f"{stats.tokens_in} in + {stats.tokens_out} out tokens at ${price.input_per_mtok:g} / "
             f"${price.output_per_mtok:g} per million ({source})"
         )
-    if teacher_id.startswith("openai:"):
+    if per_token:
         return None, f"no price known for {teacher_id}: add it under cost.prices in the spec"
     if not fresh or stats.seconds <= 0:
         return None, "every label came from the cache: no labelling time measured this run"
@@ -393,7 +398,7 @@ def label_pool(
             + f" among {stats.kept} kept of {stats.asked} texts; lower --threshold, label more "
             "texts, or check the teacher's answers with rung compare"
         )
-    cost_usd, cost_detail = _labelling_cost(teacher.id, stats, fresh, spec.cost)
+    cost_usd, cost_detail = _labelling_cost(model, stats, fresh, spec.cost)
 
     return Labelled(
         data=data,

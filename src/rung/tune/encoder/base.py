@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from rung.errors import ConfigurationError, ModelLoadError
-from rung.models.encoder import encoder_folder
+from rung.models.encoder import EncoderModel, encoder_folder
 from rung.tune.encoder.options import TuneOptions
 
 __all__ = ["check_base", "resolve_base"]
@@ -20,7 +20,7 @@ def resolve_base(base: str) -> tuple[str, Path]:
     """(model id for the card, local folder) of the base model. Only encoders fine-tune here."""
     provider, sep, name = base.partition(":")
     if sep and provider.isidentifier() and not Path(base).expanduser().exists():
-        if provider != "encoder":
+        if provider != EncoderModel.provider:
             raise ModelLoadError(
                 f"rung tune fine-tunes encoder models, and {base} is a {provider} model; use "
                 "--base encoder:minilm-l6, encoder:<folder> or encoder:<hub id>"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rung.errors import ConfigurationError
+from rung.models.registry import providers
 from rung.models.transformers import ALIASES, ModelSource, TransformersModel, TransformersOptions
 from rung.tune.lm.options import DEFAULT_BASE, LoraOptions
 
@@ -15,9 +16,9 @@ __all__ = ["base_backend", "base_id_of", "base_path"]
 def base_backend(base: str, options: LoraOptions) -> TransformersModel:
     """The transformers backend for ``base``, checked (file there, hub cached, a causal LM)."""
     provider, sep, name = base.partition(":")
-    if sep and provider == "transformers":
+    if sep and provider == TransformersModel.provider:
         base = name
-    elif sep and provider in ("llamacpp", "encoder", "openai", "onnx", "cascade"):
+    elif sep and provider in providers():  # another backend's model id
         raise ConfigurationError(
             f"LoRA tuning runs through transformers, not {provider}: pass --base "
             f"transformers:<hub id | folder | .gguf file> (e.g. {DEFAULT_BASE})"
