@@ -112,16 +112,19 @@ def _hf_greedy(model: TransformersModel, ids: list[int]) -> tuple[list[int], np.
     """The first GREEDY argmax tokens after ``ids``, and the logits of the first."""
     import torch
 
+    from rung.models.transformers.scoring import Scorer
+
     hf, _ = model.pretrained()
+    cache_arg = Scorer(hf, "cpu").cache_arg
     out: list[int] = []
     first = None
     step = torch.tensor([ids])
     cache = None
     with torch.inference_mode():
         for _ in range(GREEDY):
-            kwargs = {model._cache_arg: cache} if cache is not None else {}
+            kwargs = {cache_arg: cache} if cache is not None else {}
             result = hf(input_ids=step, use_cache=True, **kwargs)
-            cache = result[model._cache_arg]
+            cache = result[cache_arg]
             logits = result.logits[0, -1].float().numpy()
             first = logits if first is None else first
             out.append(int(logits.argmax()))
