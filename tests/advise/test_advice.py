@@ -365,3 +365,31 @@ def test_local_cost_is_the_one_compare_measured_unless_a_price_is_given() -> Non
     priced = advise(results, Constraints(hourly_price=3.6), cards)
     tiny = next(a for a in priced.assessments if a.label == "tiny")
     assert tiny.cost_per_1k == pytest.approx(3.6 / 3600 / 100 * 1000)
+
+
+def test_a_rung_no_better_than_guessing_is_never_recommended() -> None:
+    from rung.runs import BaselineRow, Metric
+
+    results, cards = ladder()
+    # the tiny rung's interval reaches down to the 0.75 of always answering the majority class
+    results = results.model_copy(
+        update={
+            "baselines": [
+                BaselineRow(
+                    name="majority class",
+                    rule="always 'neutral'",
+                    accuracy=Metric(value=0.75, ci95=(0.69, 0.81)),
+                    macro_f1=Metric(value=0.29, ci95=(0.27, 0.31)),
+                )
+            ]
+        }
+    )
+    assert not results.beats_guessing(results.rungs[0])
+    assert results.beats_guessing(results.rungs[1])
+    advice = advise(results, Constraints(min_accuracy=0.5), cards)
+    assert advice.recommended is not None and advice.recommended.label == "mid"
+    tiny = next(a for a in advice.assessments if a.label == "tiny")
+    assert [c.constraint for c in tiny.fails] == ["beats_guessing"]
+    assert (
+        "no better than guessing (majority class (always 'neutral'): 0.750)" in tiny.fails[0].text
+    )

@@ -27,6 +27,7 @@ def _spec(
     test_size: int,
     train_size: int = 200,
     measure: str = "{load: null, memory: false}",
+    calibration: str = "{}",
 ) -> Path:
     path = tmp_path / "fpb.yaml"
     path.write_text(
@@ -38,6 +39,7 @@ task:
   train_size: {train_size}
   test_size: {test_size}
   seed: 1
+  calibration: {calibration}
 models: {models}
 measure: {measure}
 """,
@@ -120,6 +122,18 @@ def test_compare_writes_a_complete_run_and_reruns_from_cache(
     assert smol["tokens"]["in_per_request"] > 20
     # the frozen encoder with a trained head is far above chance (0.33) on this data
     assert encoder["quality"]["accuracy"]["value"] > 0.6
+    # the generative rung was calibrated on training examples; the encoder was not
+    assert encoder["calibration"]["method"] == "none" and encoder["quality_raw"] is None
+    cal = smol["calibration"]
+    assert cal["method"] == "fitted" and cal["examples"] == 60
+    words = "/".join(cal["verbalizer"][lab] for lab in ("negative", "neutral", "positive"))
+    assert f"0 shots, {words}" in cal["candidates"]
+    assert smol["quality_raw"]["confusion"]["labels"] == ["negative", "neutral", "positive"]
+    # the guessing baselines: always the training split's majority class, and uniform
+    baselines = {b["name"]: b for b in results["baselines"]}
+    assert set(baselines) == {"majority class", "random"}
+    assert baselines["random"]["accuracy"]["value"] == pytest.approx(1 / 3)
+    assert baselines["majority class"]["rule"] == "always 'neutral'"
 
     preds = _lines(out / "predictions.jsonl")
     assert len(preds) == 48
@@ -128,8 +142,13 @@ def test_compare_writes_a_complete_run_and_reruns_from_cache(
         assert set(p) >= {"id", "text", "gold", "predicted", "confidence", "latency_ms"}
         assert p["predicted"] in ("negative", "neutral", "positive")
         assert 0.0 <= float(p["confidence"]) <= 1.0  # type: ignore[arg-type]
+    smol_rows = [p for p in preds if p["rung"] == "llamacpp:smollm2-135m-instruct"]
+    assert all(p["predicted_raw"] in ("negative", "neutral", "positive") for p in smol_rows)
+    assert all(set(p["scores_raw"]) == {"negative", "neutral", "positive"} for p in smol_rows)
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| encoder:minilm-l6 |" in report and "Confusion matrix" in report
+    assert "| *majority class: always 'neutral'* |" in report
+    assert "## Calibration" in report and "| llamacpp:smollm2-135m-instruct | fitted |" in report
 
     spec_as_run = (out / "spec.yaml").read_text(encoding="utf-8")
     assert str(fpb_path) in spec_as_run and "bootstrap: 1000" in spec_as_run
@@ -199,7 +218,14 @@ def _wait_for_answers(
 def test_interrupted_run_resumes_without_losing_or_repeating(
     tmp_path: Path, fpb_path: Path, how: str
 ) -> None:
-    spec = _spec(tmp_path, fpb_path, "[llamacpp:smollm2-135m-instruct]", test_size=40)
+    # Without calibration: its training-example answers would be cached before the test's.
+    spec = _spec(
+        tmp_path,
+        fpb_path,
+        "[llamacpp:smollm2-135m-instruct]",
+        test_size=40,
+        calibration="{method: none}",
+    )
     out = tmp_path / "run"
     cache = tmp_path / "cache"
     proc = _start(spec, out, cache)

@@ -98,6 +98,7 @@ def test_verbalizer_candidates() -> None:
     assert intents == [
         {"card_arrival": "card_arrival", "top-up": "top-up"},
         {"card_arrival": "card arrival", "top-up": "top up"},
+        {"card_arrival": "Card arrival", "top-up": "Top up"},
     ]
     assert check_verbalizer({"negative": "bad", "neutral": "bad", "positive": "ok"}, LABELS)
     assert check_verbalizer({"negative": "bad"}, LABELS) == "it gives no word for neutral, positive"

@@ -82,6 +82,24 @@ def _max_check(
     )  # fmt: skip
 
 
+def _guessing_check(r: RungFigures) -> Check | None:
+    """A rung no better than guessing is never the answer, whatever the constraints: the low
+    end of its accuracy interval must be above the best baseline's accuracy."""
+    if r.guessing is None:
+        return None
+    name, acc = r.guessing
+    gap = acc - r.accuracy.low
+    if gap < 0:
+        return Check(
+            "beats_guessing", "pass", r.accuracy.low, acc, gap,
+            f"accuracy {r.accuracy.show()} is above guessing ({name}: {acc:.3f})",
+        )  # fmt: skip
+    return Check(
+        "beats_guessing", "fail", r.accuracy.low, acc, gap,
+        f"accuracy {r.accuracy.show()} is no better than guessing ({name}: {acc:.3f})",
+    )  # fmt: skip
+
+
 def _device_check(card: ModelCard | None, c: Constraints) -> tuple[Check | None, int | None]:
     if c.device is None:
         if card is None or card.kind == "api":
@@ -165,6 +183,7 @@ def assess(r: RungFigures, card: ModelCard | None, c: Constraints, any_load: boo
     cost, basis = _cost(r, card, c)
     device, memory = _device_check(card, c)
     checks = [
+        _guessing_check(r),
         _floor_check("min_accuracy", "accuracy", r.accuracy, c.min_accuracy),
         _floor_check("min_macro_f1", "macro-F1", r.macro_f1, c.min_macro_f1),
         _max_check("max_p95_ms", "p95 latency", r.p95_ms, c.max_p95_ms, fmt.ms),

@@ -26,9 +26,10 @@ __all__ = [
     "metric_word",
     "parse_results",
 ]
-QUALITY = ("min_accuracy", "min_macro_f1", "tied_with_best")
+QUALITY = ("min_accuracy", "min_macro_f1", "tied_with_best", "beats_guessing")
 #: a word per constraint, for tables
 CONSTRAINT_SHORT = {
+    "beats_guessing": "guessing",
     "min_accuracy": "accuracy",
     "min_macro_f1": "macro-F1",
     "max_p95_ms": "latency",
@@ -39,6 +40,7 @@ CONSTRAINT_SHORT = {
     "tied_with_best": "below best",
 }
 CONSTRAINT_WORDS = {
+    "beats_guessing": "being better than guessing",
     "min_accuracy": "the accuracy floor",
     "min_macro_f1": "the macro-F1 floor",
     "max_p95_ms": "the latency limit",
@@ -115,13 +117,15 @@ class RungFigures:
     #: what `rung compare` computed (its machine profile or token prices), when it did
     cost_usd_per_1k: float | None = None
     cost_detail: str | None = None
+    #: the best guessing baseline of the run (its name and rule, its accuracy), when recorded
+    guessing: tuple[str, float] | None = None
 
 
 def _interval(m: Metric) -> Interval:
     return Interval(m.value, m.ci95[0], m.ci95[1])
 
 
-def _figures(r: RungResult) -> RungFigures:
+def _figures(r: RungResult, guessing: tuple[str, float] | None = None) -> RungFigures:
     q = r.quality
     return RungFigures(
         label=r.label,
@@ -148,6 +152,7 @@ def _figures(r: RungResult) -> RungFigures:
         ),
         cost_usd_per_1k=r.cost_usd_per_1k,
         cost_detail=r.cost.detail,
+        guessing=guessing,
     )
 
 
@@ -155,7 +160,9 @@ def parse_results(results: RunResults) -> list[RungFigures]:
     """The figures the advice works on, for each rung of a run."""
     if not results.rungs:
         raise DataError("results.json holds no rungs; run `rung compare` first")
-    return [_figures(r) for r in results.rungs]
+    best = max(results.baselines, key=lambda b: b.accuracy.value, default=None)
+    guessing = (f"{best.name} ({best.rule})", best.accuracy.value) if best else None
+    return [_figures(r, guessing) for r in results.rungs]
 
 
 @dataclass(frozen=True)

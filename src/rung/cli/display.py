@@ -118,4 +118,11 @@ def summary_table(results: RunResults) -> Table:
             fmt.params(r.params, "?"),
             fmt.bytes_(r.file_size_bytes, "?"),
         )
+    for b in results.baselines:
+        table.add_row(
+            f"[dim italic]{b.name} ({b.rule})[/]",
+            _ci(b.accuracy),
+            _ci(b.macro_f1),
+            *["[dim]-[/]"] * 7,
+        )
     return table

@@ -13,12 +13,14 @@ from rung.compare.runner import Prepared, RungFailure, RungRun
 from rung.errors import RungError
 from rung.runs.quality import ClassifyQuality, ClassScores, Confusion, Metric
 from rung.runs.record import (
+    BaselineRow,
     CounterfactualRow,
     FailedRung,
     Latency,
     LoadLevel,
     MemoryMb,
     PredictionRow,
+    RungCalibration,
     RungCost,
     RungResult,
     RunResults,
@@ -27,8 +29,16 @@ from rung.runs.record import (
 )
 from rung.runs.spec import CompareSpec, spec_as_run
 from rung.tasks import metrics
+from rung.tasks.baselines import majority_baseline, random_baseline
 
-__all__ = ["counterfactual", "prediction_rows", "rung_cost", "rung_summary", "summarize"]
+__all__ = [
+    "baselines",
+    "counterfactual",
+    "prediction_rows",
+    "rung_cost",
+    "rung_summary",
+    "summarize",
+]
 
 
 MB = 2**20
@@ -71,10 +81,10 @@ def rung_cost(run: RungRun, spec: CostSpec) -> CostFigure:
 
 
 def _classify_quality(
-    run: RungRun, labels: Sequence[str], resamples: int, seed: int
+    run: RungRun, labels: Sequence[str], resamples: int, seed: int, *, raw: bool = False
 ) -> ClassifyQuality:
     gold = [r.gold for r in run.records]
-    pred = [r.prediction.label for r in run.records]
+    pred = [(r.raw or r.prediction).label if raw else r.prediction.label for r in run.records]
     acc = metrics.bootstrap_ci(gold, pred, labels, "accuracy", resamples=resamples, seed=seed)
     f1 = metrics.bootstrap_ci(gold, pred, labels, "macro_f1", resamples=resamples, seed=seed)
     return ClassifyQuality(
@@ -148,7 +158,34 @@ def rung_summary(
         context_length=info.context_length,
         path=info.path,
         cached=run.cached,
+        quality_raw=(
+            _classify_quality(run, labels, resamples, seed, raw=True)
+            if any(r.raw is not None for r in run.records)
+            else None
+        ),
+        calibration=(RungCalibration.model_validate(run.calibration) if run.calibration else None),
     )
+
+
+def baselines(prepared: Prepared, resamples: int, seed: int) -> list[BaselineRow]:
+    """Always the majority class of the training split, and uniform guessing, on the test set."""
+    data = prepared.data
+    gold = [ex.label for ex in data.test]
+    found = [
+        majority_baseline(
+            [ex.label for ex in data.train], gold, data.labels, resamples=resamples, seed=seed
+        ),
+        random_baseline(gold, data.labels, resamples=resamples, seed=seed),
+    ]
+    return [
+        BaselineRow(
+            name=b.name,
+            rule=b.rule,
+            accuracy=Metric(value=b.accuracy.value, ci95=b.accuracy.ci95),
+            macro_f1=Metric(value=b.macro_f1.value, ci95=b.macro_f1.ci95),
+        )
+        for b in found
+    ]
 
 
 def counterfactual(runs: Sequence[RungRun], spec: CompareSpec) -> list[CounterfactualRow]:
@@ -224,6 +261,7 @@ def summarize(
         ),
         rungs=[rung_summary(r, labels, spec.measure.bootstrap, spec.task.seed, spec) for r in runs],
         counterfactual=counterfactual(runs, spec),
+        baselines=baselines(prepared, spec.measure.bootstrap, spec.task.seed),
         failed=[
             FailedRung(
                 label=f.label, model=f.model_id, error=f.error, signal=f.signal, stage=f.stage
@@ -250,6 +288,8 @@ def prediction_rows(runs: Sequence[RungRun]) -> list[PredictionRow]:
             tokens_out=rec.prediction.tokens_out,
             raw=rec.prediction.raw,
             cached=rec.cached,
+            predicted_raw=rec.raw.label if rec.raw is not None else None,
+            scores_raw=rec.raw.scores if rec.raw is not None else None,
         )
         for run in runs
         for rec in run.records

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rung.compare.calibrate import CalibrationPlan, Chosen, plan_calibration
 from rung.compare.load import run_level, time_to_first_token
 from rung.compare.probe import probe_rung, train_subset
 from rung.errors import ModelCrashError
@@ -55,6 +56,8 @@ class PredictionRecord:
     prediction: Prediction
     latency_ms: float
     cached: bool
+    #: the answer before calibration, in the labels' names; None when it was not calibrated
+    raw: Prediction | None = None
 
 
 @dataclass
@@ -73,6 +76,10 @@ class RungRun:
     memory: dict[str, Any] | None = None
     #: how the rung is paid for (Model.billing): per token, or machine time
     billing: Pricing = "machine"
+    #: the words the rung was asked with and the correction of its scores (compare.calibrate)
+    calibration: dict[str, Any] | None = None
+    #: training examples asked to choose them (not counted in the test set's figures)
+    calibration_requests: int = 0
 
 
 @dataclass
@@ -138,37 +145,73 @@ async def _run_rung(
 ) -> RungRun:
     label = ref.display
     data = prepared.data
-    requests = prepared.requests
     measure = prepared.spec.measure
     fingerprint = cache_fingerprint(model, data)
-    keys = [request_key(fingerprint, r) for r in requests]
-    stored = cache.get_many(keys) if cache else {}
+
+    # A generative rung is first asked training examples to choose its words and calibration
+    # (rung.compare.calibrate); the test requests are then asked in the chosen words.
+    plan = plan_calibration(prepared.spec.task, data, model)
+    calib_requests = plan.requests() if isinstance(plan, CalibrationPlan) else []
+    calib_keys = [request_key(fingerprint, r) for r in calib_requests]
+    calib_stored = cache.get_many(calib_keys) if cache and calib_keys else {}
+    calib_answers = {
+        i: Prediction.from_json(calib_stored[k]["prediction"])
+        for i, k in enumerate(calib_keys)
+        if k in calib_stored
+    }
+    chosen: Chosen | None = None
+    if isinstance(plan, Chosen):
+        chosen = plan
+    elif len(calib_answers) == len(calib_requests):
+        chosen = plan.choose([calib_answers[i] for i in range(len(calib_requests))])
+
+    requests: list[ClassifyRequest] = []
+    keys: list[str] = []
     answers: dict[int, tuple[Prediction, float, bool]] = {}
-    for i, key in enumerate(keys):
-        if key in stored:
-            answers[i] = (
-                Prediction.from_json(stored[key]["prediction"]),
-                stored[key]["latency_ms"],
-                True,
-            )
-    todo = [(i, r) for i, r in enumerate(requests) if i not in answers]
-    progress.rung_started(label, len(requests), len(answers))
+    todo: list[tuple[int, ClassifyRequest]] = []
+
+    def lookup(chosen: Chosen) -> None:
+        """The test requests in the chosen words, and which of them the cache answers."""
+        requests[:] = chosen.requests(prepared.spec.task, data)
+        keys[:] = [request_key(fingerprint, r) for r in requests]
+        stored = cache.get_many(keys) if cache else {}
+        for i, key in enumerate(keys):
+            if key in stored:
+                answers[i] = (
+                    Prediction.from_json(stored[key]["prediction"]),
+                    stored[key]["latency_ms"],
+                    True,
+                )
+        todo[:] = [(i, r) for i, r in enumerate(requests) if i not in answers]
+
+    if chosen is not None:
+        lookup(chosen)
+    n_test = len(data.test)
+    progress.rung_started(label, len(calib_requests) + n_test, len(calib_answers) + len(answers))
     facts_key = f"facts:{fingerprint}"
     facts = (cache.get_fact(facts_key) if cache else None) or {}
     ready = Ready(model, data, facts, progress, label)
-    run_key = f"run:{stable_hash([fingerprint, keys])}"
     # One request per call unless the spec asks for batches: latency is then what one caller
     # waits, comparable across rungs; a batch_size option measures batched throughput instead.
     batch_size = model.max_batch if ref.options.get("batch_size") else 1
-    load_key = (
-        f"load:{stable_hash([fingerprint, keys, measure.load.model_dump()])}"
-        if measure.load is not None
-        else None
-    )
-    load: list[dict[str, Any]] | None = None
-    if load_key is not None and cache:
-        cached_load = cache.get_fact(load_key)
-        load = cached_load["levels"] if cached_load is not None else None
+
+    def measurement_keys() -> tuple[str, str | None]:
+        run_key = f"run:{stable_hash([fingerprint, keys])}"
+        load_key = (
+            f"load:{stable_hash([fingerprint, keys, measure.load.model_dump()])}"
+            if measure.load is not None
+            else None
+        )
+        return run_key, load_key
+
+    def cached_load(load_key: str | None) -> list[dict[str, Any]] | None:
+        if load_key is None or not cache:
+            return None
+        found = cache.get_fact(load_key)
+        return found["levels"] if found is not None else None
+
+    run_key, load_key = measurement_keys()
+    load = cached_load(load_key) if chosen is not None else None
     mem_key = f"memory:{fingerprint}"
     measure_mem = measure.memory and model.in_process
     memory: dict[str, Any] | None = cache.get_fact(mem_key) if cache and measure_mem else None
@@ -176,13 +219,14 @@ async def _run_rung(
     # Native code that crashes (llama.cpp, torch) kills the process it runs in: before a rung
     # of this process is loaded here, it is loaded and asked in a fresh one, which raises
     # ModelCrashError if it dies. When memory is measured, the memory probe is that process.
-    loads_here = bool(todo) or (load_key is not None and load is None)
+    loads_here = chosen is None or bool(todo) or (load_key is not None and load is None)
+    probe_requests = requests or prepared.requests
     if model.in_process and (loads_here or (measure_mem and memory is None)):
         if measure_mem and memory is None:
             progress.step(label, "measuring memory in a fresh process")
             train = _train_json(data) if model.needs_training else None
             probed = await asyncio.to_thread(
-                probe_rung, ref.id, ref.options, requests[:4], train, memory=True
+                probe_rung, ref.id, ref.options, probe_requests[:4], train, memory=True
             )
             memory = probed.memory
             if cache and memory is not None:
@@ -195,7 +239,33 @@ async def _run_rung(
                 if model.needs_training
                 else None
             )
-            await asyncio.to_thread(probe_rung, ref.id, ref.options, requests[:1], train)
+            await asyncio.to_thread(probe_rung, ref.id, ref.options, probe_requests[:1], train)
+
+    if chosen is None:
+        assert isinstance(plan, CalibrationPlan)
+        await ready()
+        if cache:
+            cache.put_fact(facts_key, facts)
+        progress.step(
+            label, f"choosing words and calibration on {len(plan.examples)} training examples"
+        )
+        missing = [(i, r) for i, r in enumerate(calib_requests) if i not in calib_answers]
+
+        def on_calibration_answer(index: int, pred: Prediction, latency_ms: float) -> None:
+            calib_answers[index] = pred
+            if cache:
+                cache.put(
+                    calib_keys[index],
+                    model.model_id,
+                    {"prediction": pred.to_json(), "latency_ms": latency_ms},
+                )
+
+        await answer_all(model, label, missing, on_calibration_answer, progress, batch_size)
+        chosen = plan.choose([calib_answers[i] for i in range(len(calib_requests))])
+        lookup(chosen)
+        progress.advance(label, len(answers))
+        run_key, load_key = measurement_keys()
+        load = cached_load(load_key)
 
     fresh_wall = 0.0
     if todo:
@@ -243,17 +313,20 @@ async def _run_rung(
     else:
         total_ms = sum(lat for _, lat, _ in answers.values())
         throughput = len(answers) / (total_ms / 1000) if total_ms else 0.0
-    records = [
-        PredictionRecord(
-            id=ex.id,
-            text=ex.text,
-            gold=ex.label,
-            prediction=answers[i][0],
-            latency_ms=answers[i][1],
-            cached=answers[i][2],
+    records = []
+    for i, ex in enumerate(data.test):
+        raw, calibrated = chosen.correct(answers[i][0])
+        records.append(
+            PredictionRecord(
+                id=ex.id,
+                text=ex.text,
+                gold=ex.label,
+                prediction=calibrated,
+                latency_ms=answers[i][1],
+                cached=answers[i][2],
+                raw=raw if calibrated is not raw else None,
+            )
         )
-        for i, ex in enumerate(data.test)
-    ]
     return RungRun(
         ref=ref,
         model_id=model.model_id,
@@ -268,6 +341,8 @@ async def _run_rung(
         load=load,
         memory=memory,
         billing=model.billing,
+        calibration=chosen.detail,
+        calibration_requests=len(calib_requests),
     )
 
 

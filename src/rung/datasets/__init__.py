@@ -35,14 +35,18 @@ def demo_spec(
                 "test_size": test_size,
                 "seed": 0,
                 "prompt": {
-                    # Two examples per label: zero-shot, the 135M-270M models answer nearly
-                    # everything with one label; a few shots make the comparison informative.
-                    "shots": 2,
+                    # Zero-shot, the 135M-270M models answer nearly everything with one
+                    # label; with four examples per label (and calibration, on by default)
+                    # gemma-3-270m went from 0.71 with two to about 0.81-0.85.
+                    "shots": 4,
                     "instructions": (
                         "You label the sentiment of sentences from financial news, from the point "
                         "of view of an investor in the company. Answer with one word: {labels}."
                     ),
                 },
+                # Four or two shots, chosen per rung on training examples with the words and
+                # the calibration: SmolLM2-135M does better with fewer than Gemma-3-270M.
+                "calibration": {"shots": [2]},
             },
             "models": models,
         },

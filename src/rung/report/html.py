@@ -19,7 +19,7 @@ import plotly.offline  # type: ignore[import-untyped]
 from rung import fmt
 from rung.report import plots
 from rung.report.markdown import find_disagreements
-from rung.runs.record import FailedRung, Metric, PredictionRow, RungResult, RunResults
+from rung.runs.record import Metric, PredictionRow, RungResult, RunResults
 
 __all__ = ["MAX_DISAGREEMENTS", "render_html", "write_html"]
 
@@ -100,7 +100,8 @@ def _header(results: RunResults) -> str:
     )
 
 
-def _summary(rungs: Sequence[RungResult], failed: Sequence[FailedRung] = ()) -> str:
+def _summary(results: RunResults) -> str:
+    rungs, failed = results.rungs, results.failed
     headers = [
         "rung", "accuracy [95% CI]", "macro-F1 [95% CI]", "invalid", "p50 ms", "p95 ms",
         "p99 ms", "examples/s", "tokens in / out", "$ / 1k req", "peak RSS", "est. memory",
@@ -128,6 +129,12 @@ def _summary(rungs: Sequence[RungResult], failed: Sequence[FailedRung] = ()) -> 
                 fmt.bytes_(r.file_size_bytes, "?"),
             ]
         )
+    for b in results.baselines:
+        rows.append(
+            [Markup(f"<em>{_e(b.name)}: {_e(b.rule)}</em>"), _est(b.accuracy), _est(b.macro_f1)]
+            + ["-"] * (len(headers) - 3)
+        )
+    guessing = [r.label for r in rungs if not results.beats_guessing(r)]
     best = max(rungs, key=lambda r: r.quality.accuracy.value)
     acc = best.quality.accuracy
     tied = [r.label for r in rungs if r is not best and r.quality.accuracy.ci95[1] >= acc.ci95[0]]
@@ -144,7 +151,40 @@ def _summary(rungs: Sequence[RungResult], failed: Sequence[FailedRung] = ()) -> 
         _table(headers, rows, "figures"),
         Markup("</div>"),
         Markup(f"<p>{_e(verdict)}</p>"),
+        *(
+            [
+                Markup(
+                    f'<p class="failed">No better than guessing: {_e(", ".join(guessing))} '
+                    "(the low end of the accuracy interval is at or below a baseline's).</p>"
+                )
+            ]
+            if guessing
+            else []
+        ),
+        _calibration(rungs),
         *(Markup(f'<p class="failed">Not measured: {_e(f.error)}</p>') for f in failed),
+    )
+
+
+def _calibration(rungs: Sequence[RungResult]) -> Markup:
+    """How each generative rung was asked and corrected, chosen on training examples."""
+    rows = []
+    for r in rungs:
+        cal = r.calibration
+        if cal is None or cal.method == "none":
+            continue
+        words = ", ".join(f"{lab} → {w}" if lab != w else lab for lab, w in cal.verbalizer.items())
+        raw = _est(r.quality_raw.accuracy) if r.quality_raw is not None else "-"
+        rows.append([r.label, cal.method, words, cal.examples, raw, _est(r.quality.accuracy)])
+    if not rows:
+        return Markup("")
+    headers = ["rung", "calibration", "words", "training examples", "accuracy raw", "calibrated"]
+    return Markup(
+        _note(
+            "Generative rungs were first asked training examples: the words they answer with "
+            "and a correction of their label bias were chosen there, never on the test set."
+        )
+        + _table(headers, rows, "figures")
     )
 
 
@@ -486,7 +526,7 @@ def render_html(
     predictions.jsonl) and, when given, ``advice`` (``Advice.to_json()``)."""
     rungs = results.rungs
     sections = [
-        _summary(rungs, results.failed),
+        _summary(results),
         _advice(advice),
         _pareto(rungs),
         _load(rungs),

@@ -119,6 +119,34 @@ def _load_section(rungs: Sequence[RungResult]) -> list[str]:
     return out
 
 
+def _calibration_section(rungs: Sequence[RungResult]) -> list[str]:
+    """How each generative rung was asked and corrected, and what that changed."""
+    calibrated = [r for r in rungs if r.calibration is not None and r.calibration.method != "none"]
+    if not calibrated:
+        return []
+    out = [
+        "",
+        "## Calibration",
+        "",
+        "Generative rungs were asked a sample of training examples first: the words they answer "
+        "with (verbalizer) and a correction of their label bias were chosen there, never on the "
+        "test set.",
+        "",
+        "| rung | method | words | training examples | accuracy raw | accuracy calibrated |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in calibrated:
+        cal = r.calibration
+        assert cal is not None
+        words = ", ".join(f"{lab} → {w}" if lab != w else lab for lab, w in cal.verbalizer.items())
+        raw = _est(r.quality_raw.accuracy) if r.quality_raw is not None else "-"
+        out.append(
+            f"| {_md_cell(r.label)} | {cal.method} | {_md_cell(words)} | {cal.examples} "
+            f"| {raw} | {_est(r.quality.accuracy)} |"
+        )
+    return out
+
+
 def render_markdown(results: RunResults, disagreements: Sequence[Disagreement]) -> str:
     task = results.task
     rungs = results.rungs
@@ -150,6 +178,12 @@ def render_markdown(results: RunResults, disagreements: Sequence[Disagreement]) 
             f"| {_secs(r.fit_s) if r.fit_s is not None else '-'} | {fmt.params(r.params, '?')} "
             f"| {fmt.bytes_(r.file_size_bytes, '?')} |"
         )
+    for b in results.baselines:
+        out.append(
+            f"| *{_md_cell(b.name)}: {_md_cell(b.rule)}* | {_est(b.accuracy)} | {_est(b.macro_f1)} "
+            "| - | - | - | - | - | - | - | - | - |"
+        )
+    guessing = [r.label for r in rungs if not results.beats_guessing(r)]
     best = max(rungs, key=lambda r: r.quality.accuracy.value)
     tied = [
         r.label
@@ -162,8 +196,14 @@ def render_markdown(results: RunResults, disagreements: Sequence[Disagreement]) 
             f"Its interval overlaps those of {', '.join(tied)}: on this sample they are not "
             "clearly worse."
         )
+    if guessing:
+        out.append(
+            f"No better than guessing: {', '.join(guessing)} (the low end of the accuracy "
+            "interval is at or below a baseline's accuracy)."
+        )
     for failed in results.failed:
         out += ["", f"Not measured: {failed.label}: {failed.error}"]
+    out += _calibration_section(rungs)
     out += _cost_memory_section(results)
     out += _load_section(rungs)
     out += ["", "## Per class", ""]

@@ -10,12 +10,14 @@ from rung.runs.folder import RunFolder
 from rung.runs.quality import QUALITY_MODELS, ClassifyQuality, Metric, Quality, TaskQuality
 from rung.runs.record import (
     RECORD_VERSION,
+    BaselineRow,
     CounterfactualRow,
     FailedRung,
     Latency,
     LoadLevel,
     MemoryMb,
     PredictionRow,
+    RungCalibration,
     RungCost,
     RungResult,
     RunResults,
@@ -28,6 +30,7 @@ from rung.runs.spec import CompareSpec, LoadSpec, MeasureSpec, ModelRef, load_sp
 __all__ = [
     "QUALITY_MODELS",
     "RECORD_VERSION",
+    "BaselineRow",
     "ClassifyQuality",
     "CompareSpec",
     "CounterfactualRow",
@@ -43,6 +46,7 @@ __all__ = [
     "Quality",
     "RunFolder",
     "RunResults",
+    "RungCalibration",
     "RungCost",
     "RungResult",
     "TaskQuality",

@@ -23,6 +23,7 @@ from rung.runs.quality import QUALITY_MODELS, Metric, Record, TaskQuality, TaskT
 
 __all__ = [
     "RECORD_VERSION",
+    "BaselineRow",
     "CounterfactualRow",
     "FailedRung",
     "Latency",
@@ -31,6 +32,7 @@ __all__ = [
     "Metric",
     "PredictionRow",
     "RunResults",
+    "RungCalibration",
     "RungCost",
     "RungResult",
     "TaskSummary",
@@ -116,6 +118,36 @@ class RungCost(Record):
     detail: str = Field(description="How the figure was made, for people.")
 
 
+class RungCalibration(Record):
+    """The words a generative rung was asked with and how its label scores were corrected,
+    chosen on training examples (never the test split)."""
+
+    method: Literal["none", "contextual", "fitted"] = Field(
+        description="fitted: logistic regression on the labels' log-probabilities; contextual: "
+        "divided by the scores on content-free texts; none: raw scores."
+    )
+    reason: str | None = Field(default=None, description="Why the rung was not calibrated.")
+    verbalizer: dict[str, str] = Field(
+        default_factory=dict, description="The word the rung was asked for each label."
+    )
+    shots: int | None = Field(default=None, description="Shots per label the rung was asked with.")
+    examples: int = Field(default=0, description="Training examples asked to choose.")
+    candidates: dict[str, float] = Field(
+        default_factory=dict,
+        description="Each way of asking tried (shots per label, the words /-joined) and its "
+        "cross-validated accuracy on the training examples.",
+    )
+    weights: list[list[float]] = Field(
+        default_factory=list,
+        description="Calibrated log-odds = log-probabilities @ weights.T + bias.",
+    )
+    bias: list[float] = Field(default_factory=list, description="See weights.")
+    content_free: dict[str, float] | None = Field(
+        default=None, description="Mean label probabilities on the content-free texts."
+    )
+    chosen_on: str | None = Field(default=None, description="What the choice was made on.")
+
+
 class RungResult(Record):
     """One rung's measured figures."""
 
@@ -142,6 +174,13 @@ class RungResult(Record):
     context_length: int | None = Field(description="Longest input the model takes, in tokens.")
     path: str | None = Field(description="Where the model's files are.")
     cached: int = Field(description="Answers taken from the response cache.")
+    quality_raw: TaskQuality | None = Field(
+        default=None,
+        description="The same figures before calibration; null when the rung was not calibrated.",
+    )
+    calibration: RungCalibration | None = Field(
+        default=None, description="How a generative rung's answers were chosen and corrected."
+    )
 
     def best_throughput(self) -> float:
         """The highest throughput measured: at a load-test level without errors, or one request
@@ -182,6 +221,15 @@ class FailedRung(Record):
     stage: str | None = Field(description="What the rung was doing: loading, answering, ...")
 
 
+class BaselineRow(Record):
+    """What guessing scores on the test set, printed beside the rungs."""
+
+    name: str = Field(description="majority class, or random.")
+    rule: str = Field(description="How it answers.")
+    accuracy: Metric
+    macro_f1: Metric
+
+
 class RunResults(Record):
     """results.json: everything a compare run measured."""
 
@@ -195,6 +243,10 @@ class RunResults(Record):
     rungs: list[RungResult] = Field(description="The rungs measured, in the spec's order.")
     counterfactual: list[CounterfactualRow] = Field(
         default_factory=list, description="The cost of the workload on each model priced."
+    )
+    baselines: list[BaselineRow] = Field(
+        default_factory=list,
+        description="Guessing on the test set (always the majority class, uniformly random).",
     )
     failed: list[FailedRung] = Field(
         default_factory=list,
@@ -220,6 +272,13 @@ class RunResults(Record):
                     f"rungs[{i}].quality is not the quality of a {self.task.type} task"
                 )
         return self
+
+    def beats_guessing(self, rung: RungResult) -> bool:
+        """Whether the rung is clearly better than guessing: the lower end of its accuracy's
+        interval above the accuracy of every baseline (always the majority class, random).
+        A record without baselines (written before they were) counts every rung as better."""
+        low = rung.quality.accuracy.ci95[0]
+        return all(low > b.accuracy.value for b in self.baselines)
 
     def to_json(self) -> dict[str, Any]:
         """The record as results.json holds it."""
@@ -252,6 +311,12 @@ class PredictionRow(Record):
     tokens_out: int = Field(description="Output tokens.")
     raw: str | None = Field(description="The rung's raw output, where it generates text.")
     cached: bool = Field(description="Whether the answer came from the response cache.")
+    predicted_raw: str | None = Field(
+        default=None, description="The answer before calibration, where the rung was calibrated."
+    )
+    scores_raw: dict[str, float] | None = Field(
+        default=None, description="The label probabilities before calibration, where calibrated."
+    )
 
     def to_line(self) -> str:
         """The row as a line of predictions.jsonl (without the newline)."""

@@ -35,10 +35,12 @@ __all__ = [
     "CONTENT_FREE_TEXTS",
     "Calibration",
     "CalibrationMethod",
+    "can_fit",
     "contextual_calibration",
     "cross_validated_accuracy",
     "fitted_calibration",
     "has_scores",
+    "no_calibration",
     "recalibrate",
 ]
 

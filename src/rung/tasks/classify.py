@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +16,7 @@ from rung.models.base import ChatMessage, ClassifyRequest
 from rung.tasks.data import DataFormat, Example, read_examples
 
 __all__ = [
+    "CalibrationSpec",
     "ClassifyTask",
     "DataSource",
     "PromptSpec",
@@ -23,6 +24,7 @@ __all__ = [
     "build_requests",
     "few_shot_examples",
     "load_task_data",
+    "shot_examples",
 ]
 
 DEFAULT_INSTRUCTIONS = (
@@ -88,6 +90,65 @@ class PromptSpec(BaseModel):
     template: str = Field(
         default="{text}", description="User message; {text} is the example's text."
     )
+    verbalizers: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="Other words to ask for the labels with, each a map label → word, e.g. "
+        "{negative: bad, neutral: neutral, positive: good}. With calibration on, the rung is "
+        "asked with each candidate (the labels themselves, these, and built-in ones) on "
+        "training examples and keeps the one that scores best there; answers are mapped back "
+        "to the labels.",
+    )
+
+    @field_validator("verbalizers")
+    @classmethod
+    def _distinct_words(cls, verbalizers: list[dict[str, str]]) -> list[dict[str, str]]:
+        for i, v in enumerate(verbalizers):
+            words = [w.strip() for w in v.values()]
+            if any(not w for w in words) or len(set(words)) < len(words):
+                raise ValueError(f"verbalizer {i}: every label needs its own, non-empty word")
+        return verbalizers
+
+
+class CalibrationSpec(BaseModel):
+    """How the label scores of generative rungs are corrected for the model's label bias (see
+    rung.tasks.calibration). Encoder rungs, whose classifier head is trained on the task, are
+    left as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["auto", "fitted", "contextual", "none"] = Field(
+        default="auto",
+        description="fitted: a logistic regression on the labels' log-probabilities, fitted on "
+        "training examples; contextual: divide by the label probabilities on content-free "
+        "texts (N/A, '', [MASK]); none: the raw scores; auto: fitted when the training split "
+        "has enough examples of every label, else contextual.",
+    )
+    examples: int = Field(
+        default=60,
+        ge=6,
+        le=2000,
+        description="Training examples (stratified, none of the prompt's shots) asked to fit "
+        "the calibration and to choose the verbalizer; never test examples.",
+    )
+    choose_verbalizer: bool = Field(
+        default=True,
+        description="Try each verbalizer candidate on the calibration examples and keep the "
+        "one with the best cross-validated accuracy there.",
+    )
+    shots: list[int] = Field(
+        default_factory=list,
+        description="Numbers of shots per label to try besides prompt.shots, e.g. [2, 4]: "
+        "every number is asked with every verbalizer on the calibration examples and the best "
+        "pair is kept per rung (a 135M instruct model may do better with fewer shots than a "
+        "270M base model).",
+    )
+
+    @field_validator("shots")
+    @classmethod
+    def _shots(cls, shots: list[int]) -> list[int]:
+        if any(k < 0 or k > 32 for k in shots):
+            raise ValueError("each number of shots is from 0 to 32")
+        return shots
 
 
 class ClassifyTask(BaseModel):
@@ -116,6 +177,7 @@ class ClassifyTask(BaseModel):
     )
     seed: int = Field(default=0, description="Seed for splits and sampling.")
     prompt: PromptSpec = Field(default_factory=PromptSpec)
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
 
     @field_validator("labels")
     @classmethod
@@ -268,8 +330,16 @@ def few_shot_examples(
     return picked
 
 
-def build_requests(task: ClassifyTask, data: TaskData) -> list[ClassifyRequest]:
-    """One request per test example, with the prompt rendered from the spec."""
+def build_requests(
+    task: ClassifyTask,
+    data: TaskData,
+    *,
+    verbalizer: Mapping[str, str] | None = None,
+    texts: Sequence[str] | None = None,
+) -> list[ClassifyRequest]:
+    """One request per test example (or per text of ``texts``), with the prompt rendered from
+    the spec. With a ``verbalizer`` the prompt and the request's labels use its words (the
+    shots' answers too); the answers are mapped back with ``rung.tasks.verbalizers``."""
     prompt = task.prompt
     labels = data.labels
     unknown = sorted(set(prompt.label_descriptions) - set(labels))
@@ -277,25 +347,33 @@ def build_requests(task: ClassifyTask, data: TaskData) -> list[ClassifyRequest]:
         raise SpecError(
             f"prompt.label_descriptions names labels that are not in the label set: {', '.join(unknown)}"
         )
-    system = prompt.instructions.replace("{labels}", ", ".join(labels))
+    word = dict(verbalizer) if verbalizer is not None else {lab: lab for lab in labels}
+    words = tuple(word[lab] for lab in labels)
+    system = prompt.instructions.replace("{labels}", ", ".join(words))
     if prompt.label_descriptions:
         lines = [
-            f"- {lab}: {prompt.label_descriptions[lab]}"
+            f"- {word[lab]}: {prompt.label_descriptions[lab]}"
             for lab in labels
             if lab in prompt.label_descriptions
         ]
         system += "\n\nLabels:\n" + "\n".join(lines)
     head: list[ChatMessage] = [ChatMessage("system", system)]
-    for ex in (
-        few_shot_examples(data.train, labels, prompt.shots, task.seed) if prompt.shots else []
-    ):
+    for ex in shot_examples(task, data):
         head.append(ChatMessage("user", prompt.template.replace("{text}", ex.text)))
-        head.append(ChatMessage("assistant", ex.label))
+        head.append(ChatMessage("assistant", word[ex.label]))
+    asked = [ex.text for ex in data.test] if texts is None else list(texts)
     return [
         ClassifyRequest(
-            text=ex.text,
-            labels=labels,
-            messages=(*head, ChatMessage("user", prompt.template.replace("{text}", ex.text))),
+            text=text,
+            labels=words,
+            messages=(*head, ChatMessage("user", prompt.template.replace("{text}", text))),
         )
-        for ex in data.test
+        for text in asked
     ]
+
+
+def shot_examples(task: ClassifyTask, data: TaskData) -> list[Example]:
+    """The training examples the prompt shows (prompt.shots per label, in a seeded order)."""
+    if not task.prompt.shots:
+        return []
+    return few_shot_examples(data.train, data.labels, task.prompt.shots, task.seed)

@@ -1,7 +1,8 @@
 """How a loaded GGUF model is prompted: the GGUF's own chat template, rendered exactly as
 llama-cpp-python renders it for chat completions, or, for a model without one (a base model:
-``gemma-3-270m`` ships none), a plain ``User:`` / ``Assistant:`` transcript whose answer follows
-``Assistant:`` after a space."""
+``gemma-3-270m`` ships none), a plain text prompt: to label a text, the few-shot completion
+format of ``rung.models.completion`` (the label follows ``Answer:`` after a space); to generate,
+a ``User:`` / ``Assistant:`` transcript whose answer follows ``Assistant:`` after a space."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rung.errors import ConfigurationError
 from rung.models.base import ChatMessage
+from rung.models.completion import render_completion
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -76,9 +78,9 @@ class Prompter:
         return cls(model_id, template)
 
     def render(self, messages: Sequence[ChatMessage]) -> tuple[str, str]:
-        """The prompt text and what precedes a label in the answer."""
+        """The prompt text a label is scored after, and what precedes the label."""
         if self.template is None:
-            return render_plain(messages), " "
+            return render_completion(messages), " "
         return self.chat(messages).prompt, ""
 
     def chat(self, messages: Sequence[ChatMessage]) -> Any:

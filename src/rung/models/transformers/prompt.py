@@ -8,22 +8,9 @@ from typing import Any
 
 from rung.errors import ModelLoadError
 from rung.models.base import ChatMessage
+from rung.models.completion import render_completion
 
 __all__ = ["Prompt", "render_prompt"]
-
-
-def render_plain(messages: Sequence[ChatMessage]) -> str:
-    """A prompt for tokenizers without a chat template (base models): the system text, then
-    each turn, ending where the answer goes. Labels are then scored with a leading space."""
-    parts: list[str] = []
-    for m in messages:
-        if m.role == "system":
-            parts.append(f"{m.content}\n\n")
-        elif m.role == "user":
-            parts.append(f"Text: {m.content}\nAnswer:")
-        else:
-            parts.append(f" {m.content}\n\n")
-    return "".join(parts)
 
 
 def render_prompt(tokenizer: Any, messages: Sequence[ChatMessage], model_id: str) -> Prompt:
@@ -31,7 +18,7 @@ def render_prompt(tokenizer: Any, messages: Sequence[ChatMessage], model_id: str
     plain format. Training (``rung tune-lm``) renders its examples with this same function, so a
     tuned model is prompted at serving time exactly as it was trained."""
     if not getattr(tokenizer, "chat_template", None):
-        return Prompt(render_plain(messages), prefix=" ", special=True, tokenizer=tokenizer)
+        return Prompt(render_completion(messages), prefix=" ", special=True, tokenizer=tokenizer)
     from jinja2 import TemplateError
 
     turns = [{"role": m.role, "content": m.content} for m in messages]
