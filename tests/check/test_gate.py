@@ -6,26 +6,21 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from rung.check import CheckReport, RunData, gate, render_json, render_junit, render_markdown
+import pytest
+
+from rung.check import (
+    CheckReport,
+    RunData,
+    gate,
+    render_json,
+    render_junit,
+    render_markdown,
+    rungs_to_gate,
+)
+from rung.errors import SpecError
 from rung.runs.items import items_sha256_of_rows
 from rung.runs.spec import CheckSpec
-from tests.runs.records import prediction, run_results, rung_result
-
-N = 100
-
-
-def _run(rights: dict[str, int], p95: float = 50.0, cost: float | None = 1.0) -> RunData:
-    """A run whose rung ``label`` got the first ``rights[label]`` of N items right."""
-    rows = [
-        prediction(label, i, gold="positive", predicted="positive" if i < right else "negative")
-        for label, right in rights.items()
-        for i in range(N)
-    ]
-    rungs = [
-        rung_result(label, right / N, n=N, p95=p95, cost_usd_per_1k=cost)
-        for label, right in rights.items()
-    ]
-    return RunData(results=run_results(rungs, n_test=N), predictions=rows)
+from tests.check.runs import run_data as _run
 
 
 def _gate(base: RunData, cand: RunData, spec: CheckSpec | None = None) -> CheckReport:
@@ -118,3 +113,11 @@ def test_renderings() -> None:
     failed = [c.get("classname") for c in cases if c.find("failure") is not None]
     assert failed == ["small", "small", "large"]
     assert root.get("tests") == "4" and root.get("failures") == "3"
+
+
+def test_check_rungs_choose_and_an_unknown_one_is_refused() -> None:
+    base = _run({"small": 70, "large": 90})
+    report = _gate(base, _run({"small": 50, "large": 90}), CheckSpec(rungs=["large"]))
+    assert [c.rung for c in report.quality] == ["large"] and not report.failed
+    with pytest.raises(SpecError, match=r"check\.rungs names 'lage'.*did you mean 'large'"):
+        rungs_to_gate(CheckSpec(rungs=["lage"]), base.results)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rung.app.compare import CompareResult, compare_spec
-from rung.check import CheckReport, RunData, gate
+from rung.check import CheckReport, RunData, gate, rungs_to_gate
 from rung.errors import DataError, RunError
 from rung.responses import Progress
 from rung.runs import CompareSpec, RunFolder
@@ -61,6 +61,7 @@ def check_spec(
             f"the baseline {baseline} is a {base.results.task.type} run and the spec a "
             f"{spec.task.type} one; give a baseline of the same task"
         )
+    rungs_to_gate(spec.check, base.results)
     base_items = baseline_items(base)
     # Refused before any rung is asked: the split is drawn from the data alone.
     test = load_task_data(spec.task, base_dir).test

@@ -5,7 +5,7 @@ their limits (``gate``), and the verdict is drawn as Markdown, JSON and JUnit XM
 (``render``). ``rung.app.check_spec`` runs the candidate and ties them together.
 """
 
-from rung.check.gate import BudgetCheck, CheckReport, MetricCheck, RunData, gate
+from rung.check.gate import BudgetCheck, CheckReport, MetricCheck, RunData, gate, rungs_to_gate
 from rung.check.items import ITEM_METRICS, ItemMetrics, ItemValues, item_metrics
 from rung.check.paired import PairedTest, binom_cdf, holm, mcnemar_exact, paired_bootstrap
 from rung.check.render import render_json, render_junit, render_markdown
@@ -28,4 +28,5 @@ __all__ = [
     "render_json",
     "render_junit",
     "render_markdown",
+    "rungs_to_gate",
 ]

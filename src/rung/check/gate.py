@@ -17,7 +17,15 @@ from rung.errors import SpecError, did_you_mean
 from rung.runs import PredictionRow, RungResult, RunResults
 from rung.runs.spec import CheckSpec
 
-__all__ = ["BudgetCheck", "CheckReport", "MetricCheck", "RunData", "Verdict", "gate"]
+__all__ = [
+    "BudgetCheck",
+    "CheckReport",
+    "MetricCheck",
+    "RunData",
+    "Verdict",
+    "gate",
+    "rungs_to_gate",
+]
 
 #: ok: no regression shown; regressed: a drop beyond the margin shown (Holm-adjusted);
 #: unproven: no drop shown, but not shown to be within the margin either
@@ -94,21 +102,28 @@ class _Tested:
     p_value: float
 
 
+def rungs_to_gate(spec: CheckSpec, baseline: RunResults) -> list[str]:
+    """The baseline's rungs that ``check.rungs`` names (all by default), in its order; a name
+    that is none of them is refused."""
+    base = [r.label for r in baseline.rungs]
+    if spec.rungs is None:
+        return base
+    unknown = [r for r in spec.rungs if r not in base]
+    if unknown:
+        raise SpecError(
+            f"check.rungs names {unknown[0]!r}, not a rung of the baseline"
+            f"{did_you_mean(unknown[0], base)}; its rungs: {', '.join(base)}"
+        )
+    return [r for r in base if r in spec.rungs]
+
+
 def _rungs_to_gate(
     spec: CheckSpec, baseline: RunResults, candidate: RunResults
 ) -> tuple[list[str], list[str], list[str]]:
     """(rungs in both runs, rungs missing from the candidate, notes), in the baseline's order."""
     base = [r.label for r in baseline.rungs]
     cand = {r.label for r in candidate.rungs}
-    chosen = base
-    if spec.rungs is not None:
-        unknown = [r for r in spec.rungs if r not in base]
-        if unknown:
-            raise SpecError(
-                f"check.rungs names {unknown[0]!r}, not a rung of the baseline"
-                f"{did_you_mean(unknown[0], base)}; its rungs: {', '.join(base)}"
-            )
-        chosen = [r for r in base if r in spec.rungs]
+    chosen = rungs_to_gate(spec, baseline)
     notes = [
         f"{label} is not in the baseline: not gated"
         for label in (r.label for r in candidate.rungs)
