@@ -3,6 +3,7 @@ what did not change) and the new run is gated against a baseline run folder."""
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +15,50 @@ from rung.runs import CompareSpec, RunFolder
 from rung.runs.items import items_sha256, items_sha256_of_rows
 from rung.tasks.classify import load_task_data
 
-__all__ = ["CheckResult", "baseline_items", "check_spec"]
+__all__ = ["CheckResult", "baseline_at_ref", "baseline_items", "check_spec"]
 
 
 @dataclass
 class CheckResult:
     report: CheckReport
     compare: CompareResult
+
+
+def _git(args: list[str], cwd: Path) -> bytes:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise DataError(
+            "--against needs git, which is not installed; give --baseline alone"
+        ) from None
+    if done.returncode != 0:
+        first = (done.stderr.decode(errors="replace").strip().splitlines() or ["failed"])[0]
+        raise DataError(f"git {' '.join(args)}: {first}")
+    return done.stdout
+
+
+def baseline_at_ref(ref: str, path: Path, dest: Path) -> Path:
+    """The run folder ``path`` as the git commit ``ref`` holds it (a baseline committed on the
+    main branch, say), written into ``dest``; the working tree is not touched."""
+    start = path.resolve()
+    while not start.is_dir():
+        start = start.parent
+    top = Path(_git(["rev-parse", "--show-toplevel"], start).decode().strip()).resolve()
+    try:
+        rel = path.resolve().relative_to(top).as_posix()
+    except ValueError:
+        raise DataError(f"--baseline {path} is outside the git repository {top}") from None
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("results.json", "predictions.jsonl"):
+        try:
+            text = _git(["show", f"{ref}:{rel}/{name}"], top)
+        except DataError as e:
+            raise DataError(
+                f"{ref} holds no run folder at {rel} ({e}); commit the baseline run there "
+                "or give --baseline without --against"
+            ) from None
+        (dest / name).write_bytes(text)
+    return dest
 
 
 def _read(folder: RunFolder) -> RunData:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,15 @@ def check_cmd(
         Path | None,
         typer.Option("--out", "-o", help="Run folder to write (default: runs/<spec name>-check)."),
     ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            help="Read the baseline run folder as this git ref holds it (e.g. main), not from "
+            "the working tree.",
+            show_default=False,
+        ),
+    ] = None,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the verdict as JSON to this file.")
     ] = None,
@@ -61,21 +71,25 @@ def check_cmd(
     regressed beyond its margin with statistical support or broke a budget, 0 when it passed.
     The Markdown summary goes to stdout."""
     from rung.app import check_spec
+    from rung.app.check import baseline_at_ref
     from rung.check import render_json, render_junit, render_markdown
     from rung.runs.spec import load_spec
 
     loaded = load_spec(spec)
     target = out or Path("runs") / f"{spec.stem}-check"
-    # Progress on stderr: stdout is the summary, to pipe into a pull request comment.
-    with RichProgress(err_console) as progress:
-        result = check_spec(
-            loaded,
-            spec.resolve().parent,
-            baseline,
-            target,
-            use_cache=not no_cache,
-            progress=progress,
-        )
+    with tempfile.TemporaryDirectory(prefix="rung-baseline-") as tmp:
+        if against is not None:
+            baseline = baseline_at_ref(against, baseline, Path(tmp) / "baseline")
+        # Progress on stderr: stdout is the summary, to pipe into a pull request comment.
+        with RichProgress(err_console) as progress:
+            result = check_spec(
+                loaded,
+                spec.resolve().parent,
+                baseline,
+                target,
+                use_cache=not no_cache,
+                progress=progress,
+            )
     report = result.report
     markdown = render_markdown(report, f"rung check: {loaded.name or spec.stem}")
     if json_path is not None:
