@@ -15,6 +15,7 @@ from rung.report.html import render_html
 from rung.report.markdown import find_disagreements, render_markdown
 from rung.responses import Progress
 from rung.runs import CompareSpec, RunFolder, RunResults, load_spec
+from rung.runs.items import items_sha256
 from rung.runs.spec import spec_as_run
 
 __all__ = ["CompareResult", "compare_spec", "compare_spec_file"]
@@ -45,6 +46,12 @@ def compare_spec(
         reasons = "; ".join(f.error for f in outcome.failures)
         raise RunError(f"no rung could be measured, so no run was written: {reasons}")
     results = summarize(prepared, runs, base_dir, outcome.failures)
+    # The items' identity goes with the run, so that `rung check` can refuse a baseline that
+    # answered other items.
+    items = items_sha256((x.id, x.text, x.label) for x in prepared.data.test)
+    results = results.model_copy(
+        update={"task": results.task.model_copy(update={"items_sha256": items})}
+    )
     predictions = prediction_rows(runs)
     labels = [r.ref.display for r in runs]
     records = [[(x.id, x.text, x.gold, x.prediction.label) for x in r.records] for r in runs]

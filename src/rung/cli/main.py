@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from rung.cli import (
     catalog_cmds,
+    check_cmds,
     distill_cmds,
     export_cmds,
     index_cmds,
@@ -158,6 +159,7 @@ tune_cmds.register(app)
 distill_cmds.register(app)
 export_cmds.register(app)
 index_cmds.register(app)
+check_cmds.register(app)
 
 if __name__ == "__main__":
     app()

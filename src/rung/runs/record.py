@@ -198,6 +198,11 @@ class TaskSummary(Record):
     n_test: int = Field(description="Test examples every rung answered.")
     seed: int = Field(description="Seed of the splits and the bootstrap.")
     data: str = Field(description="The data file, as an absolute path.")
+    items_sha256: str | None = Field(
+        default=None,
+        description="SHA-256 of the test items (ids, texts, gold answers), so that `rung check` "
+        "can tell whether two runs answered the same items; null in runs written before it.",
+    )
 
 
 class CounterfactualRow(Record):

@@ -19,6 +19,7 @@ from rung.errors import SpecError, validation_message
 from rung.tasks.classify import ClassifyTask
 
 __all__ = [
+    "CheckSpec",
     "CompareSpec",
     "LoadSpec",
     "MeasureSpec",
@@ -87,6 +88,56 @@ class MeasureSpec(BaseModel):
     )
 
 
+class CheckSpec(BaseModel):
+    """How `rung check` gates a run against a baseline run: a rung fails when a metric fell by
+    more than its margin with statistical support (a one-sided paired test per item, Holm-
+    corrected across every rung × metric tested), or when it broke a latency or cost budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="Family-wise error rate of the quality tests."
+    )
+    margins: dict[str, float] = Field(
+        default_factory=lambda: {"accuracy": 0.02},
+        description="Largest drop tolerated per metric, in the metric's units (0.02 = 2 points "
+        "of accuracy); metrics not listed get default_margin.",
+    )
+    default_margin: float = Field(
+        default=0.02, ge=0, description="Margin of a metric that margins does not list."
+    )
+    require_non_inferiority: bool = Field(
+        default=False,
+        description="Also fail when the data cannot show the drop is within the margin (the "
+        "interval's lower end below -margin), not only when a larger drop is shown.",
+    )
+    bootstrap: int = Field(
+        default=2000, ge=100, le=100_000, description="Paired bootstrap resamples."
+    )
+    rungs: list[str] | None = Field(
+        default=None, description="Rungs to gate, by label (default: every rung in both runs)."
+    )
+    latency_p95_ms: float | None = Field(
+        default=None, gt=0, description="Budget: latency p95 of each rung at most this, in ms."
+    )
+    latency_p95_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        description="Budget: latency p95 at most this multiple of the baseline's (1.2 = 20% slower).",
+    )
+    cost_per_1k_usd: float | None = Field(
+        default=None, ge=0, description="Budget: cost per 1,000 requests at most this, in USD."
+    )
+    cost_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        description="Budget: cost per 1,000 requests at most this multiple of the baseline's.",
+    )
+
+    def margin(self, metric: str) -> float:
+        return self.margins.get(metric, self.default_margin)
+
+
 class CompareSpec(BaseModel):
     """A comparison of rungs on one task."""
 
@@ -101,6 +152,9 @@ class CompareSpec(BaseModel):
     )
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
     cost: CostSpec = Field(default_factory=CostSpec)
+    check: CheckSpec = Field(
+        default_factory=CheckSpec, description="How `rung check` gates a run against a baseline."
+    )
 
     @field_validator("models", mode="before")
     @classmethod
