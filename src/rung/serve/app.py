@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rung.errors import ConfigurationError
@@ -36,6 +36,7 @@ from rung.serve.errors import ApiError, error_response
 from rung.serve.graphql import graphql_app
 from rung.serve.ledger import UsageRow
 from rung.serve.state import ServeState, UsageSlot
+from rung.serve.web import WebSessions, web_routes
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -73,9 +74,12 @@ def _needs_key(scope: Scope) -> bool:
 class Gateway:
     """Access control, metrics and the usage ledger around every HTTP request."""
 
-    def __init__(self, app: ASGIApp, state: ServeState) -> None:
+    def __init__(
+        self, app: ASGIApp, state: ServeState, sessions: WebSessions | None = None
+    ) -> None:
         self.app = app
         self.state = state
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,6 +107,9 @@ class Gateway:
                     if name == b"authorization":
                         authorization = value.decode("latin-1")
                         break
+                if authorization is None and self.sessions is not None:
+                    # the web page's own calls: its session stands for the key it logged in with
+                    authorization = self.sessions.authorization(scope)
                 slot.principal = await state.gate.admit(authorization)
         except ApiError as e:
             await error_response(e)(scope, receive, send_status)
@@ -155,7 +162,7 @@ def create_app(config: ServeConfig, *, ledger_url: str | None = None) -> Starlet
         finally:
             await state.stop()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/v1/chat/completions", rest.chat_completions, methods=["POST"]),
         Route("/v1/completions", rest.completions, methods=["POST"]),
         Route("/v1/embeddings", rest.embeddings, methods=["POST"]),
@@ -166,9 +173,13 @@ def create_app(config: ServeConfig, *, ledger_url: str | None = None) -> Starlet
         Route("/healthz", rest.healthz, methods=["GET"]),
         Route("/metrics", rest.metrics, methods=["GET"]),
     ]
+    sessions = None
+    if config.web.enabled:
+        sessions = WebSessions(config.web.session_hours * 3600)
+        routes += web_routes(state, sessions)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(Gateway, state=state)],
+        middleware=[Middleware(Gateway, state=state, sessions=sessions)],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
