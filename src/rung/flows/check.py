@@ -297,23 +297,23 @@ class _Checker:
                 )
             if target == step.id:
                 raise self.fail((*base, *target_field), f"route {step.id!r} picks itself")
-        ref = sole_ref(step.on)
+        ref = sole_ref(step.by)
         if ref is None:
             raise self.fail(
-                (*base, "on"), "a route's on is one reference, e.g. {{sentiment.output}}"
+                (*base, "by"), "a route's by is one reference, e.g. {{sentiment.output}}"
             )
-        kind = self.check_ref((*base, "on"), ref, step.id)
+        kind = self.check_ref((*base, "by"), ref, step.id)
         if step.threshold is not None:
             if kind not in ("number", "integer", "any"):
                 raise self.fail(
-                    (*base, "on"),
+                    (*base, "by"),
                     f"type mismatch: a threshold route compares a number, but {ref.text} is "
                     f"{kind}; use {{{{STEP.confidence}}}} of a classify step",
                 )
             return
         if kind not in ("label", "string", "any"):
             raise self.fail(
-                (*base, "on"),
+                (*base, "by"),
                 f"type mismatch: a route by cases reads a label, but {ref.text} is {kind}",
             )
         source = self.steps.get(ref.source)

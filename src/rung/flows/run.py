@@ -309,7 +309,7 @@ class FlowRunner:
             elif isinstance(step, ExtractStep):
                 await self._extract(step, text(step.text), trace)
             elif isinstance(step, RouteStep):
-                trace.output = self._route(step, render(step.on, values, results))
+                trace.output = self._route(step, render(step.by, values, results))
             elif isinstance(step, HttpStep):
                 await self._call(step, values, results, trace)
             elif isinstance(step, CodeStep):
@@ -476,7 +476,8 @@ class FlowRunner:
             ) from None
         except httpx.HTTPError as e:
             raise self._error(step, f"{url} could not be reached: {e}", 502) from None
-        if response.status_code >= 400:
+        if response.status_code >= 300:
+            # redirects are not followed: they could lead off the allowed hosts
             raise self._error(step, f"{url} answered HTTP {response.status_code}", 502)
         raw = b"".join(chunks).decode("utf-8", errors="replace")
         try:

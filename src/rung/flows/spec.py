@@ -153,17 +153,31 @@ class ExtractStep(_Step, _ModelUse):
 
 
 class RouteStep(_Step):
-    """Picks the step that runs next: by the label ``on`` holds (``cases``), or by whether a
+    """Picks the step that runs next: by the label ``by`` holds (``cases``), or by whether a
     confidence is at or above ``threshold`` (``above`` / ``below``). The steps it does not
     pick, and the steps that need them, are skipped. Its output is the picked step's id."""
 
     type: Literal["route"]
-    on: str = Field(description="{{step.output}} of a label (cases) or {{step.confidence}}.")
+    # not `on`: YAML 1.1 reads a bare `on` key as the boolean true
+    by: str = Field(description="{{step.output}} of a label (cases) or {{step.confidence}}.")
     cases: dict[str, str] = Field(default_factory=dict, description="Label -> step id.")
     default: str | None = Field(default=None, description="Step id when no case matches.")
     threshold: float | None = Field(default=None, ge=0, le=1)
     above: str | None = Field(default=None, description="Step id at or above the threshold.")
     below: str | None = Field(default=None, description="Step id below the threshold.")
+
+    @field_validator("cases", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: object) -> object:
+        if isinstance(value, dict):
+            for key in value:
+                if isinstance(key, bool):
+                    raise ValueError(
+                        f"a case label was read by YAML as the boolean {str(key).lower()} "
+                        "(yes, no, on, off, true, false): quote it, e.g. 'yes': step"
+                    )
+            return {str(k): v for k, v in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _one_way(self) -> RouteStep:
