@@ -202,7 +202,7 @@ def test_http_host_not_allowed(tmp_path: Path) -> None:
 
 def test_code_step_outside_the_language(tmp_path: Path) -> None:
     message = refused(
-        tmp_path, HEAD + '  - {id: a, type: code, expr: "__import__(\'os\').system(\'ls\')"}\n'
+        tmp_path, HEAD + "  - {id: a, type: code, expr: \"__import__('os').system('ls')\"}\n"
     )
     assert ":5: " in message and "unknown function" in message
 

@@ -13,7 +13,9 @@ from rung.runs.spec import parse_spec
 from tests.flows.conftest import LLAMA_OPTIONS, SMOL, write_flow
 
 LABELS = ["negative", "neutral", "positive"]
-INSTRUCTIONS = "Label the sentiment of this financial news sentence. Answer with one word: {labels}."
+INSTRUCTIONS = (
+    "Label the sentiment of this financial news sentence. Answer with one word: {labels}."
+)
 
 
 def test_rung_compare_measures_a_flow(
