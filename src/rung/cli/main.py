@@ -16,6 +16,7 @@ from rung.cli import (
     catalog_cmds,
     distill_cmds,
     export_cmds,
+    flow_cmds,
     index_cmds,
     route_cmds,
     serve_cmds,
@@ -158,6 +159,7 @@ tune_cmds.register(app)
 distill_cmds.register(app)
 export_cmds.register(app)
 index_cmds.register(app)
+flow_cmds.register(app)
 
 if __name__ == "__main__":
     app()

@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rung.errors import ConfigurationError
-from rung.serve import rest
+from rung.serve import flows, rest
 from rung.serve.config import ServeConfig, load_config
 from rung.serve.errors import ApiError, error_response
 from rung.serve.graphql import graphql_app
@@ -60,6 +60,8 @@ def _endpoint(path: str) -> str:
         return ENDPOINTS[path]
     if path.startswith("/v1/models/"):
         return "models"
+    if path.startswith("/v1/flows"):
+        return "flows"
     return "other"
 
 
@@ -152,6 +154,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(config: ServeConfig, *, ledger_url: str | None = None) -> Starlette:
     """The server for ``config``. Models load, and the ledger opens, in the app's lifespan."""
     state = ServeState(config, ledger_url or config.ledger_url())
+    # a broken flow file stops the server here, before it listens, naming file:line
+    state.flows = flows.load_library(config)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -169,6 +173,8 @@ def create_app(config: ServeConfig, *, ledger_url: str | None = None) -> Starlet
         Route("/v1/classify", rest.classify, methods=["POST"]),
         Route("/v1/models", rest.list_models, methods=["GET"]),
         Route("/v1/models/{name:path}", rest.retrieve_model, methods=["GET"]),
+        Route("/v1/flows", flows.list_flows, methods=["GET"]),
+        Route("/v1/flows/{name}/run", flows.run_flow, methods=["POST"]),
         Route("/graphql", graphql_app(state), methods=["GET", "POST"]),
         Route("/healthz", rest.healthz, methods=["GET"]),
         Route("/metrics", rest.metrics, methods=["GET"]),

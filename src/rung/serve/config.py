@@ -230,6 +230,10 @@ class ServeConfig(BaseModel):
         description="Folder of compare runs listed by GraphQL's runs and the web page.",
     )
     web: WebSpec = Field(default_factory=WebSpec)
+    flows: list[Path] = Field(
+        default_factory=list,
+        description="Flow files served at /v1/flows/<name>/run and GraphQL's runFlow.",
+    )
     # the folder relative paths are read from: the config file's
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

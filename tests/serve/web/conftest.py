@@ -36,6 +36,30 @@ CHROMIUM_ARGS = [
 LLAMA_OPTIONS = {"n_threads": 1}
 #: USD per million tokens, so that the playground has a cost to show
 PRICE = {"input_per_mtok": 10.0, "output_per_mtok": 30.0}
+#: a flow with a prompt, a model and a code step, run from the flows page's form
+GREETING = """\
+name: greet
+description: A one-line greeting for a customer
+inputs:
+  customer: {type: string, description: The customer's first name}
+  orders: {type: integer, default: 1}
+steps:
+  - id: ask
+    type: prompt
+    template: "Write one short friendly sentence greeting {{inputs.customer}}."
+  - id: reply
+    type: model
+    model: llamacpp:smollm2-135m-instruct
+    options: {n_threads: 1}
+    prompt: "{{ask.output}}"
+    max_tokens: 16
+  - id: per_order
+    type: code
+    expr: "100 / inputs.orders"
+outputs:
+  greeting: "{{reply.output}}"
+  share: "{{per_order.output}}"
+"""
 
 
 @dataclass
@@ -66,6 +90,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     write_run(runs_dir)
     folder = RunFolder(runs_dir / "fpb")
     write_html(folder.path / "report.html", folder.results(), [])
+    (runs_dir / "greet.yaml").write_text(GREETING, encoding="utf-8")
     ledger_url = f"sqlite:///{tmp_path_factory.mktemp('web-ledger') / 'usage.db'}"
     config = parse_config(
         {
@@ -81,6 +106,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
             "auth": {"required": True},
             "runs_dir": str(runs_dir),
             "web": {"admins": ["admin"]},
+            "flows": ["greet.yaml"],
         },
         base_dir=runs_dir,
     )

@@ -171,3 +171,31 @@ def test_the_session_cookie_alone_does_not_call_the_api(web: WebServer, page: Br
         f"{web.url}/v1/chat/completions", json=body, cookies=jar, headers={"X-Rung-CSRF": csrf}
     )
     assert with_token.status_code == 200, with_token.text
+
+
+def test_a_flow_runs_from_its_form(web: WebServer, page: BrowserPage) -> None:
+    _login(web, page, web.user_key)
+    p = page.page
+    p.goto(f"{web.url}/web/flows")
+    section = p.locator("section.flow[data-flow=greet]")
+    assert "ask (prompt)" in section.inner_text()
+    section.locator("input[name=customer]").fill("Ada")
+    section.locator("input[name=orders]").fill("4")
+    section.locator("button[type=submit]").click()
+    p.wait_for_selector("section.flow[data-flow=greet][data-state=done]", timeout=120_000)
+    _shot(web, p, "flow-run")
+    outputs = section.locator(".flow-output").inner_text()
+    assert '"share": 25' in outputs and '"greeting":' in outputs
+    steps = section.locator(".trace tbody tr")
+    assert [steps.nth(i).locator("td").first.inner_text() for i in range(steps.count())] == [
+        "ask",
+        "reply",
+        "per_order",
+    ]
+    assert steps.nth(1).locator("td").nth(2).inner_text() == "ok"
+    # a bad input is the flow's error under the form, and the page stays usable
+    section.locator("input[name=orders]").fill("many")
+    section.locator("button[type=submit]").click()
+    p.wait_for_selector("section.flow[data-flow=greet][data-state=error]")
+    assert "orders" in section.locator(".error").inner_text()
+    assert [e for e in page.errors if "400" not in e] == []

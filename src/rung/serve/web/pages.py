@@ -22,7 +22,6 @@ from rung.errors import RungError
 from rung.runs import RunFolder, RunResults
 from rung.serve.errors import ApiError
 from rung.serve.state import ServeState
-from rung.serve.web.flows import FlowCatalog
 from rung.serve.web.sessions import COOKIE, WebSession, WebSessions
 
 __all__ = ["WebPages"]
@@ -67,10 +66,9 @@ def _env() -> Environment:
 
 
 class WebPages:
-    def __init__(self, state: ServeState, sessions: WebSessions, flows: FlowCatalog) -> None:
+    def __init__(self, state: ServeState, sessions: WebSessions) -> None:
         self.state = state
         self.sessions = sessions
-        self.flows = flows
         self.env = _env()
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -224,29 +222,26 @@ class WebPages:
         session = await self._session(request)
         if session is None:
             return self._to_login(request)
-        return self._page("flows.html", session, flows=self.flows.describe(), active="flows")
-
-    async def run_flow(self, request: Request) -> Response:
-        """POST /web/flows/{name}: the flow's answer and per-step trace, as JSON for the form."""
-        from starlette.responses import JSONResponse
-
-        session = await self._session(request)
-        if session is None or (
-            self.state.config.auth.required
-            and request.headers.get("x-rung-csrf", "") != session.csrf
-        ):
-            return JSONResponse({"error": {"message": "log in first"}}, 401)
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": {"message": "send the inputs as a JSON object"}}, 400)
-        if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
-            return JSONResponse({"error": {"message": "inputs are text fields"}}, 400)
-        try:
-            trace = await self.flows.run(request.path_params["name"], body)
-        except RungError as e:
-            return JSONResponse({"error": {"message": str(e)}}, 400)
-        return JSONResponse(trace)
+        forms = [
+            {
+                "name": info.name,
+                "version": info.version,
+                "description": info.description,
+                "steps": info.steps,
+                "inputs": [
+                    {
+                        "name": name,
+                        "type": prop.get("type", "string"),
+                        "description": prop.get("description", ""),
+                        "default": prop.get("default"),
+                        "required": name in info.inputs.get("required", []),
+                    }
+                    for name, prop in info.inputs.get("properties", {}).items()
+                ],
+            }
+            for info in self.state.flows.list()
+        ]
+        return self._page("flows.html", session, flows=forms, active="flows")
 
     # -- keys and usage -------------------------------------------------------------------------
 

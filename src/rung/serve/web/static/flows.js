@@ -1,5 +1,6 @@
-// The flows page: a flow's inputs go to POST /web/flows/NAME; its output and each step's trace
-// come back as JSON and are shown under the form.
+// The flows page: a flow's inputs go to the server's own POST /v1/flows/NAME/run (the session
+// cookie and its CSRF header stand for the key); the outputs and each step's trace are shown
+// under the form.
 "use strict";
 
 const csrf = document.querySelector("main").dataset.csrf;
@@ -10,38 +11,68 @@ function cell(row, text) {
   row.append(td);
 }
 
+function fmtUsd(x) {
+  if (x === null || x === undefined) return "–";
+  if (x === 0) return "$0";
+  return "$" + x.toPrecision(2);
+}
+
+function shown(value) {
+  if (value === null || value === undefined) return "–";
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
 for (const form of document.querySelectorAll("form.flow-form")) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const section = form.closest("section");
     const result = section.querySelector(".flow-result");
     const problem = section.querySelector(".error");
+    const button = form.querySelector("button");
     problem.hidden = true;
+    result.hidden = true;
+    section.dataset.state = "running";
+    button.disabled = true;
     const inputs = Object.fromEntries(new FormData(form).entries());
-    const response = await fetch(`/web/flows/${encodeURIComponent(form.dataset.flow)}`, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-Rung-CSRF": csrf },
-      body: JSON.stringify(inputs),
-    });
-    const body = await response.json();
-    if (!response.ok) {
-      problem.textContent = body.error ? body.error.message : `HTTP ${response.status}`;
+    try {
+      const response = await fetch(`/v1/flows/${encodeURIComponent(form.dataset.flow)}/run`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-Rung-CSRF": csrf },
+        body: JSON.stringify({ inputs: inputs }),
+      });
+      const body = await response.json();
+      if (!response.ok) {
+        problem.textContent = body.error ? body.error.message : `HTTP ${response.status}`;
+        problem.hidden = false;
+        section.dataset.state = "error";
+        return;
+      }
+      section.querySelector(".flow-output").textContent = JSON.stringify(body.outputs, null, 2);
+      section.querySelector(".flow-figures").textContent =
+        `${Math.round(body.latency_ms)} ms · ${body.tokens_in} tokens in, ` +
+        `${body.tokens_out} out · cost ${fmtUsd(body.cost_usd)}`;
+      const rows = section.querySelector(".trace tbody");
+      rows.replaceChildren();
+      for (const step of body.trace || []) {
+        const row = document.createElement("tr");
+        cell(row, step.id);
+        cell(row, step.type);
+        cell(row, step.status);
+        cell(row, `${Math.round(step.latency_ms)} ms`);
+        cell(row, `${step.tokens_in} / ${step.tokens_out}`);
+        cell(row, fmtUsd(step.cost_usd));
+        cell(row, shown(step.output));
+        rows.append(row);
+      }
+      result.hidden = false;
+      section.dataset.state = "done";
+    } catch (e) {
+      problem.textContent = `the request failed: ${e.message}`;
       problem.hidden = false;
-      return;
+      section.dataset.state = "error";
+    } finally {
+      button.disabled = false;
     }
-    section.querySelector(".flow-output").textContent =
-      typeof body.output === "string" ? body.output : JSON.stringify(body.output, null, 2);
-    const rows = section.querySelector(".trace tbody");
-    rows.replaceChildren();
-    for (const step of body.steps || []) {
-      const row = document.createElement("tr");
-      cell(row, step.name);
-      cell(row, step.kind || "");
-      cell(row, step.latency_ms === undefined ? "–" : `${Math.round(step.latency_ms)} ms`);
-      cell(row, typeof step.output === "string" ? step.output : JSON.stringify(step.output));
-      rows.append(row);
-    }
-    result.hidden = false;
   });
 }
