@@ -9,14 +9,13 @@ exactly as a client's would be.
 Those calls must also carry the session's CSRF token in a header (``X-Rung-CSRF``): another
 site cannot set a custom header without CORS consent, and the cookie is SameSite=Strict too.
 
-Sessions live in memory and end with the process. The signing secret is
-``$RUNG_WEB_SECRET`` when set (replicas behind one address then accept each other's cookies,
-though each one still holds only its own sessions); otherwise a random one per start.
+Sessions live in this process's memory and end with it, so the signing secret is a random one
+per start: a cookie of an earlier start is refused by its signature. Several replicas behind
+one address need sticky sessions for the page.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -54,7 +53,7 @@ class WebSessions:
         self.max_age_s = max_age_s
         self.clock = clock
         self._signer = TimestampSigner(
-            secret or os.environ.get("RUNG_WEB_SECRET") or secrets.token_hex(32),
+            secret or secrets.token_hex(32),
             salt="rung-web-session",
         )
         self._sessions: dict[str, WebSession] = {}
