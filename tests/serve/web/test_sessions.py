@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rung.serve import create_app, parse_config
+from rung.serve import auth, create_app, parse_config
 from rung.serve.auth import create_key
 from rung.serve.ledger import Ledger
 from rung.serve.web.sessions import COOKIE, WebSessions
@@ -124,3 +124,22 @@ def test_login_sets_an_httponly_cookie_and_goes_only_to_web_pages(
     runs = app.get("/web/runs", headers={"cookie": cookie.split(";")[0]})
     assert runs.status_code == 200 and "No compare runs" in runs.text
     assert "script-src 'self'" in runs.headers["content-security-policy"]
+
+
+def test_a_revoked_key_ends_its_session(
+    bare: tuple[AppHarness, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, _ = bare
+    # the gate trusts a key's record for REFRESH_S; read it again at once here
+    monkeypatch.setattr(auth, "REFRESH_S", 0.0)
+    ledger = Ledger(app.state.ledger_url)
+    try:
+        record, key = create_key(ledger, "soon revoked")
+        cookie = app.post("/web/login", data={"key": key}).headers["set-cookie"].split(";")[0]
+        assert app.get("/web/runs", headers={"cookie": cookie}).status_code == 200
+        ledger.revoke_key(record.id)
+    finally:
+        ledger.close()
+    app.client.cookies.clear()
+    reply = app.get("/web/runs", headers={"cookie": cookie})
+    assert reply.status_code == 303 and reply.headers["location"].startswith("/web/login")

@@ -196,7 +196,13 @@ class WebPages:
         return FileResponse(
             folder.path / REPORT,
             media_type="text/html",
-            headers={"X-Frame-Options": "SAMEORIGIN", "Cache-Control": "no-store"},
+            headers={
+                # its own origin: the report's scripts (plotly) run, but cannot read the page
+                # that frames it, nor its CSRF token
+                "Content-Security-Policy": "sandbox allow-scripts; frame-ancestors 'self'",
+                "X-Frame-Options": "SAMEORIGIN",
+                "Cache-Control": "no-store",
+            },
         )
 
     # -- playground and flows -------------------------------------------------------------------
