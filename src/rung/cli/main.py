@@ -17,6 +17,7 @@ from rung.cli import (
     check_cmds,
     distill_cmds,
     export_cmds,
+    flow_cmds,
     index_cmds,
     route_cmds,
     serve_cmds,
@@ -160,6 +161,7 @@ distill_cmds.register(app)
 export_cmds.register(app)
 index_cmds.register(app)
 check_cmds.register(app)
+flow_cmds.register(app)
 
 if __name__ == "__main__":
     app()

@@ -79,6 +79,9 @@ def serve(
             + (f" --ledger {ledger}" if ledger else f" --config {config}")
             + "[/]"
         )
+    if loaded.web.enabled:
+        shown = "localhost" if host in ("0.0.0.0", "::") else host
+        err_console.print(f"Web page: http://{shown}:{port}/web")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

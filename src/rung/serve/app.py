@@ -26,16 +26,17 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rung.errors import ConfigurationError
-from rung.serve import rest
+from rung.serve import flows, rest
 from rung.serve.config import ServeConfig, load_config
 from rung.serve.errors import ApiError, error_response
 from rung.serve.graphql import graphql_app
 from rung.serve.ledger import UsageRow
 from rung.serve.state import ServeState, UsageSlot
+from rung.serve.web import WebSessions, web_routes
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -59,6 +60,8 @@ def _endpoint(path: str) -> str:
         return ENDPOINTS[path]
     if path.startswith("/v1/models/"):
         return "models"
+    if path.startswith("/v1/flows"):
+        return "flows"
     return "other"
 
 
@@ -73,9 +76,12 @@ def _needs_key(scope: Scope) -> bool:
 class Gateway:
     """Access control, metrics and the usage ledger around every HTTP request."""
 
-    def __init__(self, app: ASGIApp, state: ServeState) -> None:
+    def __init__(
+        self, app: ASGIApp, state: ServeState, sessions: WebSessions | None = None
+    ) -> None:
         self.app = app
         self.state = state
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,6 +109,9 @@ class Gateway:
                     if name == b"authorization":
                         authorization = value.decode("latin-1")
                         break
+                if authorization is None and self.sessions is not None:
+                    # the web page's own calls: its session stands for the key it logged in with
+                    authorization = self.sessions.authorization(scope)
                 slot.principal = await state.gate.admit(authorization)
         except ApiError as e:
             await error_response(e)(scope, receive, send_status)
@@ -145,6 +154,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(config: ServeConfig, *, ledger_url: str | None = None) -> Starlette:
     """The server for ``config``. Models load, and the ledger opens, in the app's lifespan."""
     state = ServeState(config, ledger_url or config.ledger_url())
+    # a broken flow file stops the server here, before it listens, naming file:line
+    state.flows = flows.load_library(config)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -155,20 +166,26 @@ def create_app(config: ServeConfig, *, ledger_url: str | None = None) -> Starlet
         finally:
             await state.stop()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/v1/chat/completions", rest.chat_completions, methods=["POST"]),
         Route("/v1/completions", rest.completions, methods=["POST"]),
         Route("/v1/embeddings", rest.embeddings, methods=["POST"]),
         Route("/v1/classify", rest.classify, methods=["POST"]),
         Route("/v1/models", rest.list_models, methods=["GET"]),
         Route("/v1/models/{name:path}", rest.retrieve_model, methods=["GET"]),
+        Route("/v1/flows", flows.list_flows, methods=["GET"]),
+        Route("/v1/flows/{name}/run", flows.run_flow, methods=["POST"]),
         Route("/graphql", graphql_app(state), methods=["GET", "POST"]),
         Route("/healthz", rest.healthz, methods=["GET"]),
         Route("/metrics", rest.metrics, methods=["GET"]),
     ]
+    sessions = None
+    if config.web.enabled:
+        sessions = WebSessions(config.web.session_hours * 3600)
+        routes += web_routes(state, sessions)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(Gateway, state=state)],
+        middleware=[Middleware(Gateway, state=state, sessions=sessions)],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

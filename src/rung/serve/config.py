@@ -35,6 +35,7 @@ __all__ = [
     "ModelEntry",
     "ServeConfig",
     "TrainSpec",
+    "WebSpec",
     "default_ledger_url",
     "load_config",
     "parse_config",
@@ -197,6 +198,21 @@ class LedgerSpec(BaseModel):
     )
 
 
+class WebSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=True, description="Serve the web page at /web (runs, playground, flows, keys)."
+    )
+    admins: list[str] = Field(
+        default_factory=list,
+        description="Names or ids of the keys that may see every key and its usage on the page.",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, description="Hours a web login lasts before the key is asked again."
+    )
+
+
 class ServeConfig(BaseModel):
     """What ``rung serve`` serves."""
 
@@ -210,7 +226,13 @@ class ServeConfig(BaseModel):
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     ledger: LedgerSpec = Field(default_factory=LedgerSpec)
     runs_dir: Path = Field(
-        default=Path("runs"), description="Folder of compare runs listed by GraphQL's runs."
+        default=Path("runs"),
+        description="Folder of compare runs listed by GraphQL's runs and the web page.",
+    )
+    web: WebSpec = Field(default_factory=WebSpec)
+    flows: list[Path] = Field(
+        default_factory=list,
+        description="Flow files served at /v1/flows/<name>/run and GraphQL's runFlow.",
     )
     # the folder relative paths are read from: the config file's
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

@@ -29,6 +29,7 @@ from rung.errors import (
     RungError,
     SpecError,
 )
+from rung.flows.run import FlowStepError
 
 __all__ = ["ApiError", "describe", "error_body", "error_response", "validation_message"]
 
@@ -92,6 +93,9 @@ def describe(exc: BaseException) -> ApiError:
     if isinstance(exc, ValidationError):
         message, param = validation_message(exc)
         return ApiError(400, message, code="invalid_request", param=param)
+    if isinstance(exc, FlowStepError):
+        kind = "invalid_request_error" if exc.status < 500 else "server_error"
+        return ApiError(exc.status, str(exc), kind, "flow_step_failed", param=exc.step)
     if isinstance(exc, RungError):
         for cls, status, kind, code in _RUNG_ERRORS:
             if isinstance(exc, cls):

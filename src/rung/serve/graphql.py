@@ -111,6 +111,16 @@ class GenerationResult:
     rung: str
 
 
+@strawberry.type
+class FlowRun:
+    flow: str
+    version: str
+    outputs: JSON
+    trace: JSON
+    latency_ms: float
+    cost_usd: float | None
+
+
 def _ctx(info: Info) -> tuple[ServeState, UsageSlot]:
     return info.context["state"], info.context["slot"]
 
@@ -183,6 +193,11 @@ class Query:
         folders.sort(key=lambda f: f.results_path.stat().st_mtime, reverse=True)
         found = [run for f in folders[: max(0, limit)] if (run := _run(f)) is not None]
         return found
+
+    @strawberry.field(description="The flows this server runs: name, version, inputs, steps.")
+    def flows(self, info: Info) -> JSON:
+        state, _ = _ctx(info)
+        return cast(JSON, [f.to_json() for f in state.flows.list()])
 
     @strawberry.field(description="Requests, tokens and cost: the caller's key's, since a time.")
     async def usage(self, info: Info, since: datetime | None = None) -> Usage:
@@ -270,6 +285,25 @@ class Mutation:
             finish_reason=generation.finish_reason,
             cost_usd=cost,
             rung=served.model_id,
+        )
+
+    @strawberry.mutation(description="Run a served flow: its outputs, version and step trace.")
+    async def run_flow(self, info: Info, name: str, inputs: JSON | None = None) -> FlowRun:
+        from rung.serve.flows import run_recorded
+
+        state, slot = _ctx(info)
+        try:
+            result = await run_recorded(state, name, dict(cast(dict[str, Any], inputs or {})), slot)
+        except Exception as e:
+            raise _graphql_error(e) from e
+        data = result.to_json()
+        return FlowRun(
+            flow=result.flow,
+            version=result.version,
+            outputs=cast(JSON, data["outputs"]),
+            trace=cast(JSON, data["trace"]),
+            latency_ms=result.latency_ms,
+            cost_usd=result.cost_usd,
         )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rung.errors import did_you_mean
+from rung.flows import FlowLibrary
 from rung.models.base import GenerateRequest, Generation, GenerationDelta
 from rung.serve.auth import Gate, Principal
 from rung.serve.config import ServeConfig
@@ -72,6 +73,8 @@ class ServeState:
     ledger: Ledger | None = None
     gate: Gate | None = None
     started: float = field(default_factory=time.time)
+    #: the flows of the config's flows:, checked when the app is made (rung.serve.flows)
+    flows: FlowLibrary = field(default_factory=lambda: FlowLibrary([]))
     metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +91,7 @@ class ServeState:
         try:
             self.gate = Gate(self.ledger, self.config.auth, self.config.limits)
             self.models = await load_models(self.config)
+            await self.flows.start()
             self.gate.start()
         except BaseException:
             await self.stop()
@@ -98,6 +102,7 @@ class ServeState:
             await self.gate.stop()
         await close_models(self.models)
         self.models = {}
+        await self.flows.aclose()
         if self.ledger is not None:
             self.ledger.close()
 
