@@ -218,7 +218,10 @@ class FlowRunner:
             elif isinstance(step, RetrieveStep):
                 index = self.flow.resolve_path(step.index)
                 if index not in self._retrievers:
-                    self._retrievers[index] = Retriever.open(index)
+                    retriever = Retriever.open(index)
+                    # the query embedder loads now, not in the first run's trace
+                    retriever.embedder.load()
+                    self._retrievers[index] = retriever
         self._started = True
 
     async def astart(self) -> None:
