@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -178,7 +177,29 @@ def coerce_inputs(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_PLACEHOLDERS: dict[str, Any] = {
+    "string": "...",
+    "integer": 0,
+    "number": 0.0,
+    "boolean": False,
+    "array": [],
+    "object": {},
+}
+
+
+def _first_object(answer: str) -> dict[str, Any] | None:
+    """The first JSON object in a model's answer (which may go on after it)."""
+    decoder = json.JSONDecoder()
+    start = answer.find("{")
+    while start != -1:
+        try:
+            value, _ = decoder.raw_decode(answer, start)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+        start = answer.find("{", start + 1)
+    return None
 
 
 class FlowRunner:
@@ -190,7 +211,6 @@ class FlowRunner:
         self._models: dict[str, Model] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._retrievers: dict[str, Any] = {}
-        self._http: Any = None
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -214,6 +234,13 @@ class FlowRunner:
                     model.load()
                     if isinstance(step, ModelStep | ExtractStep) and not model.can_generate:
                         raise self._error(step, f"{step.model} does not generate text", 400)
+                    if model.needs_training:
+                        raise self._error(
+                            step,
+                            f"{step.model} needs training first: use a model folder written by "
+                            "`rung tune` (encoder:<folder>), or a generative rung",
+                            400,
+                        )
                     self._models[key] = model
             elif isinstance(step, RetrieveStep):
                 index = self.flow.resolve_path(step.index)
@@ -232,9 +259,7 @@ class FlowRunner:
             await model.aclose()
         for retriever in self._retrievers.values():
             retriever.close()
-        if self._http is not None:
-            await self._http.aclose()
-        self._models, self._retrievers, self._http = {}, {}, None
+        self._models, self._retrievers = {}, {}
         self._started = False
 
     def models(self) -> list[Model]:
@@ -308,9 +333,11 @@ class FlowRunner:
                 request = GenerateRequest(tuple(messages), step.max_tokens, step.temperature)
                 await self._generate(step.model, step.options, request, trace)
             elif isinstance(step, ClassifyStep):
-                await self._classify(step, text(step.text), trace)
+                instructions = text(step.instructions or _DEFAULT_INSTRUCTIONS)
+                await self._classify(step, text(step.text), instructions, trace)
             elif isinstance(step, ExtractStep):
-                await self._extract(step, text(step.text), trace)
+                instructions = text(step.instructions) if step.instructions else ""
+                await self._extract(step, text(step.text), instructions, trace)
             elif isinstance(step, RouteStep):
                 trace.output = self._route(step, render(step.by, values, results))
             elif isinstance(step, HttpStep):
@@ -364,10 +391,12 @@ class FlowRunner:
         self._charge(model, trace, time.perf_counter() - t0)
         return generation.text
 
-    async def _classify(self, step: ClassifyStep, text: str, trace: StepTrace) -> None:
+    async def _classify(
+        self, step: ClassifyStep, text: str, instructions: str, trace: StepTrace
+    ) -> None:
         model, lock = self._model(step.model, step.options)
         labels = tuple(step.labels)
-        system = (step.instructions or _DEFAULT_INSTRUCTIONS).replace("{labels}", ", ".join(labels))
+        system = instructions.replace("{labels}", ", ".join(labels))
         request = ClassifyRequest(
             text, labels, (ChatMessage("system", system), ChatMessage("user", text))
         )
@@ -379,23 +408,29 @@ class FlowRunner:
         trace.tokens_in, trace.tokens_out = prediction.tokens_in, prediction.tokens_out
         self._charge(model, trace, time.perf_counter() - t0)
 
-    async def _extract(self, step: ExtractStep, text: str, trace: StepTrace) -> None:
+    async def _extract(
+        self, step: ExtractStep, text: str, instructions: str, trace: StepTrace
+    ) -> None:
         from jsonschema import Draft202012Validator
 
-        fields = ", ".join(step.schema_["properties"])
+        # a filled-in skeleton is what small models follow; shown the schema itself, a 135M
+        # model copies it back
+        skeleton = json.dumps(
+            {
+                name: _PLACEHOLDERS.get(str(prop.get("type")), "...")
+                for name, prop in step.schema_["properties"].items()
+                if isinstance(prop, dict)
+            },
+            ensure_ascii=False,
+        )
         prompt = (
-            f"Read the text and answer with one JSON object with the fields {fields}, "
-            f"following this JSON schema:\n{json.dumps(step.schema_)}\n"
-            + (f"{step.instructions}\n" if step.instructions else "")
-            + f"Text:\n{text}\nJSON:"
+            f"Text: {text}\n"
+            + (f"{instructions}\n" if instructions else "")
+            + f"Fill in this JSON from the text: {skeleton}"
         )
         request = GenerateRequest((ChatMessage("user", prompt),), step.max_tokens, 0.0)
         answer = await self._generate(step.model, step.options, request, trace)
-        found = _JSON_OBJECT.search(answer)
-        try:
-            value = json.loads(found.group(0)) if found else None
-        except ValueError:
-            value = None
+        value = _first_object(answer)
         if not isinstance(value, dict):
             raise self._error(
                 step, f"the model's answer holds no JSON object: {answer[:200]!r}", 422
@@ -451,17 +486,22 @@ class FlowRunner:
                 400,
             )
         body = _render_json(step.json_, values, results) if step.json_ is not None else None
-        if self._http is None:
-            # no redirects: a redirect could lead off the allowed hosts
-            self._http = httpx.AsyncClient(follow_redirects=False)
         try:
-            async with self._http.stream(
-                step.method,
-                url,
-                json=body,
-                headers={k: to_text(render(v, values, results)) for k, v in step.headers.items()},
-                timeout=step.timeout_s,
-            ) as response:
+            # a client per call: a runner may be driven from more than one event loop (the
+            # compare runner's), and a pooled client belongs to the loop that made it; no
+            # redirects, since one could lead off the allowed hosts
+            async with (
+                httpx.AsyncClient(follow_redirects=False) as client,
+                client.stream(
+                    step.method,
+                    url,
+                    json=body,
+                    headers={
+                        k: to_text(render(v, values, results)) for k, v in step.headers.items()
+                    },
+                    timeout=step.timeout_s,
+                ) as response,
+            ):
                 chunks = []
                 size = 0
                 async for chunk in response.aiter_bytes():
