@@ -158,6 +158,22 @@ def test_a_broken_flow_stops_the_server_before_it_starts(tmp_path: Path) -> None
     )
     with pytest.raises(SpecError, match=r"broken\.yaml:6: \{\{b\.output\}\}: unknown step 'b'"):
         create_app(config, ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    # a flow whose index was never built: refused too, before any model loads
+    write(
+        tmp_path,
+        "unbuilt.yaml",
+        """
+        name: unbuilt
+        inputs: {q: string}
+        steps:
+          - {id: hits, type: retrieve, index: indexes/none, query: "{{inputs.q}}"}
+        """,
+    )
+    config = parse_config(
+        {"flows": ["unbuilt.yaml"], "auth": {"required": False}}, base_dir=tmp_path
+    )
+    with pytest.raises(SpecError, match=r"unbuilt\.yaml:4: step 'hits': no index at "):
+        create_app(config, ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}")
 
 
 def test_concurrent_runs_share_the_flow_model(app: AppHarness) -> None:

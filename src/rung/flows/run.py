@@ -21,7 +21,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from rung.catalog.costs import CostSpec, token_price
-from rung.errors import DataError, ModelAPIError, RungError
+from rung.errors import DataError, ModelAPIError, RungError, SpecError
 from rung.flows import expr
 from rung.flows.check import Flow
 from rung.flows.refs import render, to_text
@@ -218,38 +218,57 @@ class FlowRunner:
     def _model_key(self, model_id: str, options: dict[str, Any]) -> str:
         return stable_hash([model_id, options])
 
-    def start(self) -> None:
-        """Create, check and load every model and open every index the flow uses (sync and
-        slow: call it from a worker thread in a server)."""
-        if self._started:
-            return
-        from rung.rag.search import Retriever
+    def _where(self, step: Step, field: str, e: RungError) -> SpecError:
+        index = next(i for i, s in enumerate(self.flow.spec.steps) if s.id == step.id)
+        return self.flow.source.error(("steps", index, field), f"step {step.id!r}: {e}")
+
+    def check(self) -> None:
+        """What can be checked cheaply before a load: every model id is known and its files
+        or settings are there (the backend's ``check``), every index exists. A problem is a
+        SpecError naming file:line."""
+        from rung.rag.search import index_location
 
         for step in self.flow.spec.steps:
-            if isinstance(step, ModelStep | ClassifyStep | ExtractStep):
-                key = self._model_key(step.model, step.options)
-                if key not in self._models:
-                    model = registry.create(step.model, step.options)
-                    model.check()
-                    model.load()
-                    if isinstance(step, ModelStep | ExtractStep) and not model.can_generate:
-                        raise self._error(step, f"{step.model} does not generate text", 400)
-                    if model.needs_training:
-                        raise self._error(
-                            step,
-                            f"{step.model} needs training first: use a model folder written by "
-                            "`rung tune` (encoder:<folder>), or a generative rung",
-                            400,
-                        )
-                    self._models[key] = model
-            elif isinstance(step, RetrieveStep):
-                index = self.flow.resolve_path(step.index)
-                if index not in self._retrievers:
-                    retriever = Retriever.open(index)
-                    # the query embedder loads now, not in the first run's trace
-                    retriever.embedder.load()
-                    self._retrievers[index] = retriever
+            try:
+                if isinstance(step, ModelStep | ClassifyStep | ExtractStep):
+                    _usable(step, registry.create(step.model, step.options)).check()
+                elif isinstance(step, RetrieveStep):
+                    index_location(self.flow.resolve_path(step.index))
+            except RungError as e:
+                field = "index" if isinstance(step, RetrieveStep) else "model"
+                raise self._where(step, field, e) from None
+
+    def start(self) -> None:
+        """Create, check and load every model and open every index the flow uses (sync and
+        slow: call it from a worker thread in a server). A problem is a SpecError naming
+        file:line."""
+        if self._started:
+            return
+        for step in self.flow.spec.steps:
+            try:
+                self._start_step(step)
+            except RungError as e:
+                field = "index" if isinstance(step, RetrieveStep) else "model"
+                raise self._where(step, field, e) from None
         self._started = True
+
+    def _start_step(self, step: Step) -> None:
+        from rung.rag.search import Retriever
+
+        if isinstance(step, ModelStep | ClassifyStep | ExtractStep):
+            key = self._model_key(step.model, step.options)
+            if key not in self._models:
+                model = _usable(step, registry.create(step.model, step.options))
+                model.check()
+                model.load()
+                self._models[key] = model
+        elif isinstance(step, RetrieveStep):
+            index = self.flow.resolve_path(step.index)
+            if index not in self._retrievers:
+                retriever = Retriever.open(index)
+                # the query embedder loads now, not in the first run's trace
+                retriever.embedder.load()
+                self._retrievers[index] = retriever
 
     async def astart(self) -> None:
         await asyncio.to_thread(self.start)
@@ -527,6 +546,20 @@ class FlowRunner:
             trace.output = json.loads(raw) if raw else None
         except ValueError:
             trace.output = raw
+
+
+def _usable(step: ModelStep | ClassifyStep | ExtractStep, model: Model) -> Model:
+    """``model``, when it can do what ``step`` asks of it."""
+    if isinstance(step, ModelStep | ExtractStep) and not model.can_generate:
+        raise SpecError(f"{model.model_id} does not generate text: use a generative rung")
+    if isinstance(step, ClassifyStep) and not model.can_classify:
+        raise SpecError(f"{model.model_id} does not classify")
+    if model.needs_training:
+        raise SpecError(
+            f"{model.model_id} needs training first: use a model folder written by `rung tune` "
+            "(encoder:<folder>), or a generative rung"
+        )
+    return model
 
 
 def _render_json(value: Any, values: dict[str, Any], results: dict[str, StepTrace]) -> Any:
