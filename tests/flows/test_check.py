@@ -213,3 +213,25 @@ def test_duplicate_ids(tmp_path: Path) -> None:
         HEAD + "  - {id: a, type: prompt, template: x}\n  - {id: a, type: prompt, template: y}\n",
     )
     assert ":6: " in message and "used twice" in message
+
+
+def test_what_the_steps_use_is_checked_before_a_load(tmp_path: Path) -> None:
+    from rung.flows import FlowRunner
+
+    def check(step: str) -> str:
+        flow = load_flow(write_flow(tmp_path, HEAD + step))
+        with pytest.raises(SpecError) as info:
+            FlowRunner(flow).check()
+        return str(info.value)
+
+    message = check('  - {id: a, type: retrieve, index: no-index, query: "{{inputs.question}}"}\n')
+    assert ":5: step 'a': no index at " in message and "rung index" in message
+    message = check(
+        '  - id: a\n    type: model\n    model: llamacpp:smolm2\n    prompt: "{{inputs.question}}"\n'
+    )
+    assert ":7: step 'a': " in message
+    message = check(
+        "  - id: a\n    type: classify\n    model: encoder:minilm-l6\n"
+        '    text: "{{inputs.question}}"\n    labels: [a, b]\n'
+    )
+    assert ":7: step 'a': encoder:minilm-l6 needs training first" in message

@@ -249,3 +249,43 @@ def test_a_failing_code_step_names_itself(tmp_path: Path) -> None:
     with pytest.raises(FlowStepError, match="step 'ratio': ZeroDivisionError") as info:
         run(FlowRunner(load_flow(path)), n=0)
     assert info.value.status == 400
+
+
+def extract_flow(tmp_path: Path, order_id_schema: str) -> FlowRunner:
+    path = write_flow(
+        tmp_path,
+        f"""
+        name: order
+        inputs:
+          message: string
+        steps:
+          - id: order
+            type: extract
+            model: {SMOL}
+            options: {LLAMA_OPTIONS}
+            text: "{{{{inputs.message}}}}"
+            schema:
+              type: object
+              properties:
+                order_id: {order_id_schema}
+              required: [order_id]
+            max_tokens: 40
+          - id: say
+            type: prompt
+            template: "Looking up order {{{{order.output.order_id}}}}"
+        """,
+    )
+    return FlowRunner(load_flow(path))
+
+
+MESSAGE = "Hello, my order number is A-12345 and it has not arrived."
+
+
+def test_extract_reads_fields_and_checks_them_against_the_schema(tmp_path: Path) -> None:
+    result = run(extract_flow(tmp_path, "{type: string}"), message=MESSAGE)
+    assert result["trace"][0]["output"] == {"order_id": "A-12345"}  # type: ignore[index]
+    assert result["outputs"] == {"output": "Looking up order A-12345"}
+    # the same answer against a schema it does not fit: a 422 naming the step and the field
+    with pytest.raises(FlowStepError, match="does not fit the schema: order_id: ") as info:
+        run(extract_flow(tmp_path, "{type: string, pattern: '^[0-9]+$'}"), message=MESSAGE)
+    assert info.value.step == "order" and info.value.status == 422

@@ -4,6 +4,7 @@ stops the server before it starts, naming file:line."""
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from rung.errors import SpecError
 from rung.serve import create_app, parse_config
+from tests.flows.conftest import flow_backend
 from tests.serve.harness import AppHarness
 
 SMOL = "llamacpp:smollm2-135m-instruct"
@@ -41,6 +43,17 @@ outputs:
 """
 
 
+KEYWORDS = """
+name: keywords
+inputs:
+  text: string
+steps:
+  - id: label
+    type: code
+    expr: "'positive' if 'good' in lower(inputs.text) else 'negative'"
+"""
+
+
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
@@ -51,13 +64,25 @@ def write(folder: Path, name: str, text: str) -> Path:
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppHarness]:
     root = tmp_path_factory.mktemp("flows-serve")
     write(root, "greet.yaml", GREETING)
-    config = parse_config({"flows": ["greet.yaml"], "auth": {"required": False}}, base_dir=root)
-    harness = AppHarness(create_app(config, ledger_url=f"sqlite:///{root / 'ledger.db'}"))
-    harness.start()
-    try:
-        yield harness
-    finally:
-        harness.stop()
+    keywords = write(root, "keywords.yaml", KEYWORDS)
+    config = parse_config(
+        {
+            "flows": ["greet.yaml"],
+            # a flow is also a rung: served as a model, through /v1/classify
+            "models": [
+                {"id": f"flow:{keywords}", "name": "keywords", "labels": ["negative", "positive"]}
+            ],
+            "auth": {"required": False},
+        },
+        base_dir=root,
+    )
+    with flow_backend():
+        harness = AppHarness(create_app(config, ledger_url=f"sqlite:///{root / 'ledger.db'}"))
+        harness.start()
+        try:
+            yield harness
+        finally:
+            harness.stop()
 
 
 def test_list_and_run_a_flow(app: AppHarness) -> None:
@@ -133,3 +158,36 @@ def test_a_broken_flow_stops_the_server_before_it_starts(tmp_path: Path) -> None
     )
     with pytest.raises(SpecError, match=r"broken\.yaml:6: \{\{b\.output\}\}: unknown step 'b'"):
         create_app(config, ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    # a flow whose index was never built: refused too, before any model loads
+    write(
+        tmp_path,
+        "unbuilt.yaml",
+        """
+        name: unbuilt
+        inputs: {q: string}
+        steps:
+          - {id: hits, type: retrieve, index: indexes/none, query: "{{inputs.q}}"}
+        """,
+    )
+    config = parse_config(
+        {"flows": ["unbuilt.yaml"], "auth": {"required": False}}, base_dir=tmp_path
+    )
+    with pytest.raises(SpecError, match=r"unbuilt\.yaml:4: step 'hits': no index at "):
+        create_app(config, ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+def test_concurrent_runs_share_the_flow_model(app: AppHarness) -> None:
+    async def many() -> list[int]:
+        calls = [
+            app.client.post("/v1/flows/greet/run", json={"inputs": {"customer": name}})
+            for name in ("Ada", "Grace", "Alan", "Edsger")
+        ]
+        return [r.status_code for r in await asyncio.gather(*calls)]
+
+    assert app.run(many()) == [200, 200, 200, 200]
+
+
+def test_a_flow_served_as_a_model(app: AppHarness) -> None:
+    r = app.post("/v1/classify", json={"model": "keywords", "input": ["a good day", "a bad day"]})
+    assert r.status_code == 200, r.text
+    assert [d["label"] for d in r.json()["data"]] == ["positive", "negative"]

@@ -21,10 +21,12 @@ FILE = typer.Argument(help="The flow file (YAML).")
 
 
 def check_cmd(file: Annotated[Path, FILE]) -> None:
-    """Check a flow file without running it: fields, references, step order, types."""
-    from rung.flows import load_flow
+    """Check a flow file without running it: fields, references, step order, types, and that
+    its models and indexes are there."""
+    from rung.flows import FlowRunner, load_flow
 
     flow = load_flow(file)
+    FlowRunner(flow).check()
     inputs = ", ".join(f"{n} ({i.type})" for n, i in flow.spec.inputs.items()) or "none"
     console.print(f"[green]ok[/] {escape(flow.name)} version {flow.version}")
     console.print(f"inputs: {escape(inputs)}")

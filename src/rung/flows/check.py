@@ -139,7 +139,22 @@ def _strings(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
 
 
 # fields whose strings are data, not templates
-_LITERAL_FIELDS = {"id", "type", "model", "labels", "schema", "cases", "default", "above", "below"}
+_LITERAL_FIELDS = {
+    "id",
+    "type",
+    "model",
+    "options",
+    "labels",
+    "schema",
+    "cases",
+    "default",
+    "above",
+    "below",
+    "index",
+    "mode",
+    "method",
+    "allowed_hosts",
+}
 
 
 class _Checker:

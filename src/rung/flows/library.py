@@ -49,7 +49,12 @@ class FlowLibrary:
 
     @classmethod
     def load(cls, paths: Iterable[Path]) -> FlowLibrary:
-        return cls(load_flow(p) for p in paths)
+        """The flows of ``paths``, each checked with what its steps use (models known, their
+        files there, indexes built): a SpecError naming file:line, before anything loads."""
+        library = cls(load_flow(p) for p in paths)
+        for runner in library.runners.values():
+            runner.check()
+        return library
 
     def names(self) -> list[str]:
         return sorted(self.runners)

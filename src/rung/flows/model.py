@@ -101,6 +101,7 @@ class FlowModel(Model):
             raise SpecError(f"{self.model_id}: the flow has no input {name!r}")
         if name is None and not flow.spec.inputs:
             raise SpecError(f"{self.model_id}: the flow has no inputs to give the text to")
+        FlowRunner(flow).check()
 
     def load(self) -> None:
         self._runner = FlowRunner(self.flow)

@@ -72,11 +72,9 @@ def to_text(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, list) and value and all(_is_chunk(v) for v in value):
-        # retrieved chunks: numbered, so that a prompt can ask for citations
-        return "\n\n".join(
-            f"[{i}] {v['text']}" + (f" (source: {v['source']})" if v.get("source") else "")
-            for i, v in enumerate(value, 1)
-        )
+        # retrieved chunks: numbered, so that a prompt can ask for citations; file names are
+        # left out (small models copy them into the answer), the trace keeps them
+        return "\n\n".join(f"[{i}] {v['text']}" for i, v in enumerate(value, 1))
     return json.dumps(value, ensure_ascii=False)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from rung.catalog.costs import CostSpec, token_price
-from rung.errors import DataError, ModelAPIError, RungError
+from rung.errors import DataError, ModelAPIError, RungError, SpecError
 from rung.flows import expr
 from rung.flows.check import Flow
 from rung.flows.refs import render, to_text
@@ -178,7 +177,29 @@ def coerce_inputs(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_PLACEHOLDERS: dict[str, Any] = {
+    "string": "...",
+    "integer": 0,
+    "number": 0.0,
+    "boolean": False,
+    "array": [],
+    "object": {},
+}
+
+
+def _first_object(answer: str) -> dict[str, Any] | None:
+    """The first JSON object in a model's answer (which may go on after it)."""
+    decoder = json.JSONDecoder()
+    start = answer.find("{")
+    while start != -1:
+        try:
+            value, _ = decoder.raw_decode(answer, start)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+        start = answer.find("{", start + 1)
+    return None
 
 
 class FlowRunner:
@@ -190,7 +211,6 @@ class FlowRunner:
         self._models: dict[str, Model] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._retrievers: dict[str, Any] = {}
-        self._http: Any = None
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -198,28 +218,57 @@ class FlowRunner:
     def _model_key(self, model_id: str, options: dict[str, Any]) -> str:
         return stable_hash([model_id, options])
 
-    def start(self) -> None:
-        """Create, check and load every model and open every index the flow uses (sync and
-        slow: call it from a worker thread in a server)."""
-        if self._started:
-            return
-        from rung.rag.search import Retriever
+    def _where(self, step: Step, field: str, e: RungError) -> SpecError:
+        index = next(i for i, s in enumerate(self.flow.spec.steps) if s.id == step.id)
+        return self.flow.source.error(("steps", index, field), f"step {step.id!r}: {e}")
+
+    def check(self) -> None:
+        """What can be checked cheaply before a load: every model id is known and its files
+        or settings are there (the backend's ``check``), every index exists. A problem is a
+        SpecError naming file:line."""
+        from rung.rag.search import index_location
 
         for step in self.flow.spec.steps:
-            if isinstance(step, ModelStep | ClassifyStep | ExtractStep):
-                key = self._model_key(step.model, step.options)
-                if key not in self._models:
-                    model = registry.create(step.model, step.options)
-                    model.check()
-                    model.load()
-                    if isinstance(step, ModelStep | ExtractStep) and not model.can_generate:
-                        raise self._error(step, f"{step.model} does not generate text", 400)
-                    self._models[key] = model
-            elif isinstance(step, RetrieveStep):
-                index = self.flow.resolve_path(step.index)
-                if index not in self._retrievers:
-                    self._retrievers[index] = Retriever.open(index)
+            try:
+                if isinstance(step, ModelStep | ClassifyStep | ExtractStep):
+                    _usable(step, registry.create(step.model, step.options)).check()
+                elif isinstance(step, RetrieveStep):
+                    index_location(self.flow.resolve_path(step.index))
+            except RungError as e:
+                field = "index" if isinstance(step, RetrieveStep) else "model"
+                raise self._where(step, field, e) from None
+
+    def start(self) -> None:
+        """Create, check and load every model and open every index the flow uses (sync and
+        slow: call it from a worker thread in a server). A problem is a SpecError naming
+        file:line."""
+        if self._started:
+            return
+        for step in self.flow.spec.steps:
+            try:
+                self._start_step(step)
+            except RungError as e:
+                field = "index" if isinstance(step, RetrieveStep) else "model"
+                raise self._where(step, field, e) from None
         self._started = True
+
+    def _start_step(self, step: Step) -> None:
+        from rung.rag.search import Retriever
+
+        if isinstance(step, ModelStep | ClassifyStep | ExtractStep):
+            key = self._model_key(step.model, step.options)
+            if key not in self._models:
+                model = _usable(step, registry.create(step.model, step.options))
+                model.check()
+                model.load()
+                self._models[key] = model
+        elif isinstance(step, RetrieveStep):
+            index = self.flow.resolve_path(step.index)
+            if index not in self._retrievers:
+                retriever = Retriever.open(index)
+                # the query embedder loads now, not in the first run's trace
+                retriever.embedder.load()
+                self._retrievers[index] = retriever
 
     async def astart(self) -> None:
         await asyncio.to_thread(self.start)
@@ -229,9 +278,7 @@ class FlowRunner:
             await model.aclose()
         for retriever in self._retrievers.values():
             retriever.close()
-        if self._http is not None:
-            await self._http.aclose()
-        self._models, self._retrievers, self._http = {}, {}, None
+        self._models, self._retrievers = {}, {}
         self._started = False
 
     def models(self) -> list[Model]:
@@ -305,9 +352,11 @@ class FlowRunner:
                 request = GenerateRequest(tuple(messages), step.max_tokens, step.temperature)
                 await self._generate(step.model, step.options, request, trace)
             elif isinstance(step, ClassifyStep):
-                await self._classify(step, text(step.text), trace)
+                instructions = text(step.instructions or _DEFAULT_INSTRUCTIONS)
+                await self._classify(step, text(step.text), instructions, trace)
             elif isinstance(step, ExtractStep):
-                await self._extract(step, text(step.text), trace)
+                instructions = text(step.instructions) if step.instructions else ""
+                await self._extract(step, text(step.text), instructions, trace)
             elif isinstance(step, RouteStep):
                 trace.output = self._route(step, render(step.by, values, results))
             elif isinstance(step, HttpStep):
@@ -361,10 +410,12 @@ class FlowRunner:
         self._charge(model, trace, time.perf_counter() - t0)
         return generation.text
 
-    async def _classify(self, step: ClassifyStep, text: str, trace: StepTrace) -> None:
+    async def _classify(
+        self, step: ClassifyStep, text: str, instructions: str, trace: StepTrace
+    ) -> None:
         model, lock = self._model(step.model, step.options)
         labels = tuple(step.labels)
-        system = (step.instructions or _DEFAULT_INSTRUCTIONS).replace("{labels}", ", ".join(labels))
+        system = instructions.replace("{labels}", ", ".join(labels))
         request = ClassifyRequest(
             text, labels, (ChatMessage("system", system), ChatMessage("user", text))
         )
@@ -376,23 +427,29 @@ class FlowRunner:
         trace.tokens_in, trace.tokens_out = prediction.tokens_in, prediction.tokens_out
         self._charge(model, trace, time.perf_counter() - t0)
 
-    async def _extract(self, step: ExtractStep, text: str, trace: StepTrace) -> None:
+    async def _extract(
+        self, step: ExtractStep, text: str, instructions: str, trace: StepTrace
+    ) -> None:
         from jsonschema import Draft202012Validator
 
-        fields = ", ".join(step.schema_["properties"])
+        # a filled-in skeleton is what small models follow; shown the schema itself, a 135M
+        # model copies it back
+        skeleton = json.dumps(
+            {
+                name: _PLACEHOLDERS.get(str(prop.get("type")), "...")
+                for name, prop in step.schema_["properties"].items()
+                if isinstance(prop, dict)
+            },
+            ensure_ascii=False,
+        )
         prompt = (
-            f"Read the text and answer with one JSON object with the fields {fields}, "
-            f"following this JSON schema:\n{json.dumps(step.schema_)}\n"
-            + (f"{step.instructions}\n" if step.instructions else "")
-            + f"Text:\n{text}\nJSON:"
+            f"Text: {text}\n"
+            + (f"{instructions}\n" if instructions else "")
+            + f"Fill in this JSON from the text: {skeleton}"
         )
         request = GenerateRequest((ChatMessage("user", prompt),), step.max_tokens, 0.0)
         answer = await self._generate(step.model, step.options, request, trace)
-        found = _JSON_OBJECT.search(answer)
-        try:
-            value = json.loads(found.group(0)) if found else None
-        except ValueError:
-            value = None
+        value = _first_object(answer)
         if not isinstance(value, dict):
             raise self._error(
                 step, f"the model's answer holds no JSON object: {answer[:200]!r}", 422
@@ -448,17 +505,22 @@ class FlowRunner:
                 400,
             )
         body = _render_json(step.json_, values, results) if step.json_ is not None else None
-        if self._http is None:
-            # no redirects: a redirect could lead off the allowed hosts
-            self._http = httpx.AsyncClient(follow_redirects=False)
         try:
-            async with self._http.stream(
-                step.method,
-                url,
-                json=body,
-                headers={k: to_text(render(v, values, results)) for k, v in step.headers.items()},
-                timeout=step.timeout_s,
-            ) as response:
+            # a client per call: a runner may be driven from more than one event loop (the
+            # compare runner's), and a pooled client belongs to the loop that made it; no
+            # redirects, since one could lead off the allowed hosts
+            async with (
+                httpx.AsyncClient(follow_redirects=False) as client,
+                client.stream(
+                    step.method,
+                    url,
+                    json=body,
+                    headers={
+                        k: to_text(render(v, values, results)) for k, v in step.headers.items()
+                    },
+                    timeout=step.timeout_s,
+                ) as response,
+            ):
                 chunks = []
                 size = 0
                 async for chunk in response.aiter_bytes():
@@ -484,6 +546,20 @@ class FlowRunner:
             trace.output = json.loads(raw) if raw else None
         except ValueError:
             trace.output = raw
+
+
+def _usable(step: ModelStep | ClassifyStep | ExtractStep, model: Model) -> Model:
+    """``model``, when it can do what ``step`` asks of it."""
+    if isinstance(step, ModelStep | ExtractStep) and not model.can_generate:
+        raise SpecError(f"{model.model_id} does not generate text: use a generative rung")
+    if isinstance(step, ClassifyStep) and not model.can_classify:
+        raise SpecError(f"{model.model_id} does not classify")
+    if model.needs_training:
+        raise SpecError(
+            f"{model.model_id} needs training first: use a model folder written by `rung tune` "
+            "(encoder:<folder>), or a generative rung"
+        )
+    return model
 
 
 def _render_json(value: Any, values: dict[str, Any], results: dict[str, StepTrace]) -> Any:
