@@ -44,7 +44,8 @@ def test_classify_batch_keeps_order(served: AppHarness, key: str, fpb_path: Path
     data = r.json()["data"]
     assert [d["index"] for d in data] == list(range(6))
     one = served.post("/v1/classify", key, json={"model": "sentiment", "input": texts[3]})
-    assert one.json()["data"][0]["scores"] == pytest.approx(data[3]["scores"])
+    # a text embedded alone or in a padded batch differs in the last float digits
+    assert one.json()["data"][0]["scores"] == pytest.approx(data[3]["scores"], abs=1e-5)
 
 
 def test_classify_with_smollm2_is_priced(served: AppHarness, key: str) -> None:
