@@ -98,3 +98,10 @@ def test_abstaining_has_no_confidence() -> None:
 def test_logprob_enters_as_a_geometric_mean() -> None:
     g = ground("We accept PayPal [3].", PASSAGES, mean_logprob=math.log(0.25))
     assert math.isclose(g.confidence, math.sqrt(1.0 * 0.25))
+
+
+def test_list_markers_are_not_sentences() -> None:
+    assert sentences("1. We accept PayPal [3].\n2. Returns take 30 days [1].") == [
+        "We accept PayPal [3].",
+        "Returns take 30 days [1].",
+    ]

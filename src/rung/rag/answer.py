@@ -36,6 +36,7 @@ __all__ = [
     "Citation",
     "GroundedAnswer",
     "Grounding",
+    "answer_request",
     "answer_with",
     "cited_numbers",
     "content_tokens",
@@ -57,6 +58,7 @@ INSTRUCTIONS = (
 #: [1], [1, 2], [1][3]: the numbers inside one pair of brackets
 _CITATION = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_LIST_MARKER = re.compile(r"(\d{1,2}|[a-z])[.)]")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _QUOTE = re.compile(r"[\"“]([^\"”]{3,})[\"”]")
 #: words that carry no claim: their overlap with a passage proves nothing
@@ -155,6 +157,18 @@ def grounded_prompt(
     return (ChatMessage("system", instructions), ChatMessage("user", user))
 
 
+#: small models go on to write the next question themselves
+STOP = ("\nQuestion:",)
+
+
+def answer_request(
+    question: str, hits: Sequence[Hit], max_tokens: int = 256, instructions: str = INSTRUCTIONS
+) -> GenerateRequest:
+    """The generation request for ``question`` over ``hits`` (greedy, stopped at a new
+    question)."""
+    return GenerateRequest(grounded_prompt(question, hits, instructions), max_tokens, stop=STOP)
+
+
 def cited_numbers(text: str) -> list[int]:
     """Every passage number cited in ``text``, in order, repeats kept."""
     return [int(n) for m in _CITATION.finditer(text) for n in re.split(r"[,;]", m.group(1))]
@@ -171,6 +185,8 @@ def sentences(text: str) -> list[str]:
     out: list[str] = []
     for part in parts:
         if not part:
+            continue
+        if _LIST_MARKER.fullmatch(part):  # "1." of a numbered list claims nothing
             continue
         if out and not _WORD.search(_CITATION.sub("", part)):
             out[-1] = f"{out[-1]} {part}"
@@ -283,8 +299,7 @@ async def answer_with(
     instructions: str = INSTRUCTIONS,
 ) -> GroundedAnswer:
     """Ask one generative rung ``question`` over ``hits`` and read its reply."""
-    request = GenerateRequest(grounded_prompt(question, hits, instructions), max_tokens)
-    generation = await model.generate(request)
+    generation = await model.generate(answer_request(question, hits, max_tokens, instructions))
     return reply_of(generation, hits, min_overlap=min_overlap)
 
 

@@ -14,6 +14,7 @@ from rung.models.base import GenerateRequest, Generation, GenerationDelta
 from rung.serve.auth import Gate, Principal
 from rung.serve.config import ServeConfig
 from rung.serve.errors import ApiError
+from rung.serve.indexes import IndexPool
 from rung.serve.ledger import Ledger
 from rung.serve.metrics import Metrics
 from rung.serve.rungs import Answer, ServedModel, close_models, closing_stream, load_models
@@ -73,9 +74,11 @@ class ServeState:
     gate: Gate | None = None
     started: float = field(default_factory=time.time)
     metrics: Metrics = field(init=False)
+    indexes: IndexPool = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(lambda: self.models)
+        self.indexes = IndexPool(self.config)
 
     @property
     def runs_dir(self) -> Path:
@@ -88,6 +91,7 @@ class ServeState:
         try:
             self.gate = Gate(self.ledger, self.config.auth, self.config.limits)
             self.models = await load_models(self.config)
+            await self.indexes.warm()
             self.gate.start()
         except BaseException:
             await self.stop()
@@ -98,6 +102,7 @@ class ServeState:
             await self.gate.stop()
         await close_models(self.models)
         self.models = {}
+        self.indexes.close()
         if self.ledger is not None:
             self.ledger.close()
 
