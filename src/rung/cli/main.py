@@ -80,9 +80,15 @@ def compare(
 ) -> None:
     """Run every rung of SPEC on its task and data; write a run folder with the report."""
     from rung.app import compare_spec
+    from rung.compare.answer import is_answer_spec
     from rung.runs.spec import load_spec
 
     target = out or Path("runs") / spec.stem
+    if is_answer_spec(spec):  # task.type: answer has its own runner (rung.compare.answer)
+        from rung.cli.answer_cmds import compare_answer_spec
+
+        compare_answer_spec(spec, target)
+        return
     loaded = _quick(load_spec(spec)) if quick else load_spec(spec)
     _run_and_show(
         lambda progress: compare_spec(
