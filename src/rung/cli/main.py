@@ -128,6 +128,7 @@ SCHEMAS = {
     "spec": "the compare spec (YAML)",
     "results": "a run folder's results.json",
     "prediction": "a line of a run folder's predictions.jsonl",
+    "answer-spec": "a compare spec whose task is answer (YAML)",
 }
 
 
@@ -135,13 +136,17 @@ SCHEMAS = {
 @user_errors
 def schema(
     what: Annotated[
-        str, typer.Argument(help="spec (default), results, or prediction.", show_default=False)
+        str,
+        typer.Argument(
+            help="spec (default), results, prediction or answer-spec.", show_default=False
+        ),
     ] = "spec",
 ) -> None:
     """Print the JSON schema of the compare spec, or of a run folder's results.json or
     predictions.jsonl lines."""
     from pydantic import BaseModel
 
+    from rung.compare.answer import AnswerCompareSpec
     from rung.errors import SpecError
     from rung.runs import PredictionRow, RunResults
 
@@ -149,6 +154,7 @@ def schema(
         "spec": CompareSpec,
         "results": RunResults,
         "prediction": PredictionRow,
+        "answer-spec": AnswerCompareSpec,
     }
     if what not in models:
         known = "; ".join(f"{k}: {v}" for k, v in SCHEMAS.items())
