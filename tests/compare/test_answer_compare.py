@@ -62,6 +62,15 @@ def test_compare_answers_writes_metrics_and_answers(tmp_path: Path, shared_data:
     print({k: round(v["value"], 3) for k, v in metrics.items()})
 
 
+def test_published_answer_schema_is_current() -> None:
+    from rung.compare.answer import AnswerCompareSpec
+
+    published = json.loads(
+        (Path(__file__).parents[2] / "schemas" / "answer-spec.schema.json").read_text()
+    )
+    assert published == AnswerCompareSpec.model_json_schema(), "run `make schema`"
+
+
 def test_bad_answer_specs_are_one_line_and_exit_2(tmp_path: Path, shared_data: Path) -> None:
     runner = CliRunner()
     missing = write_spec(tmp_path, shared_data, documents=["no-such-folder"])

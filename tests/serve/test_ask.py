@@ -5,6 +5,7 @@ built with the bundled MiniLM in a temporary folder."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def asked(
             "faq": str(faq_index),
             "other-model": {"path": str(faq_index), "model": "encoder:bge-small"},
             "missing": "no-such-index",
+            "later": "built-later",
         },
         "ask": {"index": "faq", "k": 3, "max_tokens": 48},
         "auth": {"required": True},
@@ -205,6 +207,17 @@ def test_bad_questions_get_one_json_error_and_the_server_keeps_serving(
     assert r.status_code == status, r.text
     assert says in r.json()["error"]["message"]
     assert asked.get("/healthz").status_code == 200
+
+
+def test_an_index_built_after_startup_is_opened_on_the_next_request(
+    asked: AppHarness, ask_key: str, faq_index: Path
+) -> None:
+    payload = {"question": RETURNS, "model": "smollm2", "index": "later", "max_tokens": 8}
+    assert asked.post("/v1/ask", ask_key, json=payload).status_code == 400
+    shutil.copytree(faq_index, asked.state.config.base_dir / "built-later")
+    r = asked.post("/v1/ask", ask_key, json=payload)
+    assert r.status_code == 200, r.text
+    assert r.json()["index"] == "later"
 
 
 def test_ask_needs_a_key(asked: AppHarness) -> None:
