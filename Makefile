@@ -57,6 +57,7 @@ bench: install-dev system-deps
 	$(BIN)/python benchmarks/bench_tune.py --work runs/bench-tune
 	$(BIN)/python benchmarks/bench_onnx.py --model runs/bench-tune/fpb-minilm-l6
 	$(BIN)/python benchmarks/bench_retrieval.py
+	$(BIN)/python benchmarks/bench_small_llms.py
 
 schema: install
 	$(BIN)/rung schema > schemas/compare-spec.schema.json
@@ -64,6 +65,7 @@ schema: install
 	$(BIN)/rung schema results > schemas/run-results.schema.json
 	$(BIN)/rung schema prediction > schemas/prediction-row.schema.json
 	$(BIN)/rung flow schema > schemas/flow.schema.json
+	$(BIN)/rung schema answer-spec > schemas/answer-spec.schema.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

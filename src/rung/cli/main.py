@@ -82,9 +82,15 @@ def compare(
 ) -> None:
     """Run every rung of SPEC on its task and data; write a run folder with the report."""
     from rung.app import compare_spec
+    from rung.compare.answer import is_answer_spec
     from rung.runs.spec import load_spec
 
     target = out or Path("runs") / spec.stem
+    if is_answer_spec(spec):  # task.type: answer has its own runner (rung.compare.answer)
+        from rung.cli.answer_cmds import compare_answer_spec
+
+        compare_answer_spec(spec, target)
+        return
     loaded = _quick(load_spec(spec)) if quick else load_spec(spec)
     _run_and_show(
         lambda progress: compare_spec(
@@ -124,6 +130,7 @@ SCHEMAS = {
     "spec": "the compare spec (YAML)",
     "results": "a run folder's results.json",
     "prediction": "a line of a run folder's predictions.jsonl",
+    "answer-spec": "a compare spec whose task is answer (YAML)",
 }
 
 
@@ -131,13 +138,17 @@ SCHEMAS = {
 @user_errors
 def schema(
     what: Annotated[
-        str, typer.Argument(help="spec (default), results, or prediction.", show_default=False)
+        str,
+        typer.Argument(
+            help="spec (default), results, prediction or answer-spec.", show_default=False
+        ),
     ] = "spec",
 ) -> None:
     """Print the JSON schema of the compare spec, or of a run folder's results.json or
     predictions.jsonl lines."""
     from pydantic import BaseModel
 
+    from rung.compare.answer import AnswerCompareSpec
     from rung.errors import SpecError
     from rung.runs import PredictionRow, RunResults
 
@@ -145,6 +156,7 @@ def schema(
         "spec": CompareSpec,
         "results": RunResults,
         "prediction": PredictionRow,
+        "answer-spec": AnswerCompareSpec,
     }
     if what not in models:
         known = "; ".join(f"{k}: {v}" for k, v in SCHEMAS.items())

@@ -431,13 +431,22 @@ class CascadeModel(Model):
     # -- money --------------------------------------------------------------------------------
 
     def _cost(self, k: int, prediction: Prediction) -> float | None:
+        return self.rung_cost(k, prediction.tokens_in, prediction.tokens_out)
+
+    def rung_cost(self, k: int, tokens_in: int, tokens_out: int) -> float | None:
+        """What one call of rung ``k`` cost: its configured figure, else its price per token
+        (after ``load``); None when unknown."""
         fixed = self.opts.rungs[k].cost_usd_per_1k
         if fixed is not None:
             return fixed / 1000
         price = self._prices[k]
         if price is None:
             return None
-        return (prediction.tokens_in * price[0] + prediction.tokens_out * price[1]) / 1e6
+        return (tokens_in * price[0] + tokens_out * price[1]) / 1e6
+
+    def rung_timeout(self, k: int) -> float | None:
+        """Seconds rung ``k`` may take before a request climbs past it (None: no limit)."""
+        return self._timeout(k)
 
     def _top_cost(self, top: Prediction | None, path: _Path, answered: int) -> float | None:
         """The top rung's cost for this request: its configured figure, its own answer's

@@ -28,8 +28,10 @@ from rung.tasks.classify import PromptSpec
 from rung.tasks.data import DataFormat
 
 __all__ = [
+    "AskSpec",
     "AuthSpec",
     "CascadeEntry",
+    "IndexEntry",
     "LedgerSpec",
     "LimitsSpec",
     "ModelEntry",
@@ -213,6 +215,53 @@ class WebSpec(BaseModel):
     )
 
 
+class IndexEntry(BaseModel):
+    """An index built by ``rung index`` that ``/v1/ask`` retrieves from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(
+        description="The index: the folder `rung index --out` wrote, a .db file (relative to "
+        "the config file) or a store URL (postgresql://..., weaviate://...)."
+    )
+    model: str | None = Field(
+        default=None,
+        description="The embedding rung the index must have been built with; a request to an "
+        "index built with another is refused (400). Default: whatever the index was built with.",
+    )
+
+
+class AskSpec(BaseModel):
+    """Defaults of ``/v1/ask``; a request may override k, mode and min_confidence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: str | None = Field(
+        default=None,
+        description="The index a request without one asks. Default: the only one in indexes.",
+    )
+    k: int = Field(default=4, ge=1, le=50, description="Passages retrieved per question.")
+    mode: Literal["hybrid", "vector", "keyword"] = Field(
+        default="hybrid", description="Retrieval: hybrid (vector + keyword), vector or keyword."
+    )
+    min_confidence: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="A cascade's rung keeps its answer when its grounded confidence (share of "
+        "its sentences supported by the passages they cite) is at or above this; below, the "
+        "question climbs to the next rung that generates.",
+    )
+    min_overlap: float = Field(
+        default=0.6,
+        gt=0,
+        le=1,
+        description="Share of a sentence's content words that must be in its cited passages "
+        "for the sentence to count as supported.",
+    )
+    max_tokens: int = Field(default=256, ge=1, description="Tokens an answer may take.")
+
+
 class ServeConfig(BaseModel):
     """What ``rung serve`` serves."""
 
@@ -222,6 +271,11 @@ class ServeConfig(BaseModel):
     cascades: dict[str, CascadeEntry] = Field(
         default_factory=dict, description="Cascades, served as cascade:<name>."
     )
+    indexes: dict[str, IndexEntry] = Field(
+        default_factory=dict,
+        description="Indexes /v1/ask retrieves from, by name; a bare string is the path.",
+    )
+    ask: AskSpec = Field(default_factory=AskSpec)
     auth: AuthSpec = Field(default_factory=AuthSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     ledger: LedgerSpec = Field(default_factory=LedgerSpec)
@@ -244,6 +298,20 @@ class ServeConfig(BaseModel):
             return [{"id": v} if isinstance(v, str) else v for v in value]
         return value
 
+    @field_validator("indexes", mode="before")
+    @classmethod
+    def _paths_as_entries(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: {"path": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _default_index(self) -> ServeConfig:
+        if self.ask.index is not None and self.ask.index not in self.indexes:
+            known = ", ".join(self.indexes) or "none"
+            raise ValueError(f"ask.index {self.ask.index!r} is not in indexes (listed: {known})")
+        return self
+
     @model_validator(mode="after")
     def _unique_names(self) -> ServeConfig:
         names = [m.public_name for m in self.models] + [f"cascade:{n}" for n in self.cascades]
@@ -265,6 +333,17 @@ class ServeConfig(BaseModel):
             if not path.is_absolute():
                 return prefix + str(self.resolve(path))
         return url
+
+    def default_index(self) -> str | None:
+        """The index a request that names none asks: ask.index, else the only one."""
+        if self.ask.index is not None:
+            return self.ask.index
+        return next(iter(self.indexes)) if len(self.indexes) == 1 else None
+
+    def index_location(self, name: str) -> str:
+        """An index entry's path as ``Retriever.open`` takes it (relative paths from here)."""
+        path = self.indexes[name].path
+        return path if "://" in path else str(self.resolve(Path(path)))
 
     def resolve(self, path: Path) -> Path:
         path = path.expanduser()

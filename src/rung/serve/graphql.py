@@ -1,5 +1,5 @@
 """GraphQL at ``/graphql`` (Strawberry): query the models, the compare runs and the usage;
-mutations to classify and to generate.
+mutations to classify, to generate and to ask (grounded answers with citations).
 
 The gateway has already checked the key (GraphQL sits behind the same access control as REST);
 errors become GraphQL errors whose ``extensions`` carry the same status and code as REST's.
@@ -24,8 +24,10 @@ from strawberry.types import Info
 from rung.errors import RungError
 from rung.models.base import ChatMessage, GenerateRequest
 from rung.runs import RunFolder
+from rung.serve import ask as asking
 from rung.serve.errors import describe
 from rung.serve.state import ServeState, UsageSlot
+from rung.serve.wire import AskBody
 
 __all__ = ["graphql_app"]
 
@@ -118,6 +120,32 @@ class FlowRun:
     outputs: JSON
     trace: JSON
     latency_ms: float
+    cost_usd: float | None
+
+
+@strawberry.type
+class CitedPassage:
+    n: int
+    id: str
+    source: str
+    start: int
+    end: int
+    text: str
+
+
+@strawberry.type
+class AskResult:
+    answer: str
+    citations: list[CitedPassage]
+    grounded: JSON
+    confidence: float
+    from_context: bool
+    rung: str
+    climbed_from: list[str]
+    index: str
+    retrieved: list[str]
+    tokens_in: int
+    tokens_out: int
     cost_usd: float | None
 
 
@@ -304,6 +332,59 @@ class Mutation:
             trace=cast(JSON, data["trace"]),
             latency_ms=result.latency_ms,
             cost_usd=result.cost_usd,
+        )
+
+    @strawberry.mutation(
+        description="Answer a question from an index's passages, with citations (as POST "
+        "/v1/ask; a cascade climbs while its answer is not grounded enough)."
+    )
+    async def ask(
+        self,
+        info: Info,
+        model: str,
+        question: str,
+        index: str | None = None,
+        k: int | None = None,
+        mode: str | None = None,
+        min_confidence: float | None = None,
+        max_tokens: int | None = None,
+    ) -> AskResult:
+        state, slot = _ctx(info)
+        try:
+            body = AskBody.model_validate(
+                {
+                    "model": model,
+                    "question": question,
+                    "index": index,
+                    "k": k,
+                    "mode": mode,
+                    "min_confidence": min_confidence,
+                    "max_tokens": max_tokens,
+                }
+            )
+            prepared = await asking.prepare(state, body, slot)
+            trace = await asking.answer(state, prepared, slot)
+        except Exception as e:
+            raise _graphql_error(e) from e
+        a = trace.answer
+        return AskResult(
+            answer=a.text,
+            citations=[
+                CitedPassage(
+                    n=c.number, id=c.id, source=c.source, start=c.start, end=c.end, text=c.text
+                )
+                for c in a.citations
+            ],
+            grounded=cast(JSON, a.grounding.to_json()),
+            confidence=a.grounding.confidence,
+            from_context=a.grounding.from_context,
+            rung=trace.answered_by,
+            climbed_from=trace.climbed_from,
+            index=prepared.index,
+            retrieved=[h.chunk.id for h in prepared.hits],
+            tokens_in=trace.tokens_in,
+            tokens_out=trace.tokens_out,
+            cost_usd=trace.cost_usd,
         )
 
 

@@ -1,5 +1,5 @@
 """The REST endpoints: OpenAI-compatible ``/v1/chat/completions``, ``/v1/completions``,
-``/v1/models`` and ``/v1/embeddings``; rung's ``/v1/classify``; ``/healthz`` and ``/metrics``.
+``/v1/models`` and ``/v1/embeddings``; rung's ``/v1/classify`` and ``/v1/ask``; ``/healthz`` and ``/metrics``.
 
 A model that classifies but does not generate (an encoder, a cascade) still answers chat and
 completions: the reply is the label of the last user message, so any OpenAI client can call it.
@@ -31,13 +31,22 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from rung.models.base import ChatMessage, GenerateRequest, GenerationDelta
+from rung.serve import ask as asking
 from rung.serve.errors import ApiError, describe, error_body, error_response
 from rung.serve.metrics import CONTENT_TYPE
 from rung.serve.rungs import Answer, ServedModel, closing_stream
 from rung.serve.state import ServeState, StreamTally, UsageSlot
-from rung.serve.wire import ChatBody, ClassifyBody, CompletionBody, EmbeddingBody, read_json
+from rung.serve.wire import (
+    AskBody,
+    ChatBody,
+    ClassifyBody,
+    CompletionBody,
+    EmbeddingBody,
+    read_json,
+)
 
 __all__ = [
+    "ask",
     "chat_completions",
     "classify",
     "completions",
@@ -443,6 +452,18 @@ async def classify(request: Request) -> Response:
             "cost_usd": slot.cost_usd,
         }
     )
+
+
+@handles_errors
+async def ask(request: Request) -> Response:
+    """Answer a question from an index's passages, with citations (see rung.serve.ask)."""
+    state, slot = _state(request), _slot(request)
+    body = await read_json(request, AskBody, state.config.limits)
+    prepared = await asking.prepare(state, body, slot)
+    if body.stream:
+        return _EventStream(await asking.ask_events(state, prepared, slot))
+    trace = await asking.answer(state, prepared, slot)
+    return JSONResponse(asking.ask_json(prepared, trace))
 
 
 # ---------------------------------------------------------------------------------------------

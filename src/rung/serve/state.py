@@ -15,6 +15,7 @@ from rung.models.base import GenerateRequest, Generation, GenerationDelta
 from rung.serve.auth import Gate, Principal
 from rung.serve.config import ServeConfig
 from rung.serve.errors import ApiError
+from rung.serve.indexes import IndexPool
 from rung.serve.ledger import Ledger
 from rung.serve.metrics import Metrics
 from rung.serve.rungs import Answer, ServedModel, close_models, closing_stream, load_models
@@ -76,9 +77,11 @@ class ServeState:
     #: the flows of the config's flows:, checked when the app is made (rung.serve.flows)
     flows: FlowLibrary = field(default_factory=lambda: FlowLibrary([]))
     metrics: Metrics = field(init=False)
+    indexes: IndexPool = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(lambda: self.models)
+        self.indexes = IndexPool(self.config)
 
     @property
     def runs_dir(self) -> Path:
@@ -92,6 +95,7 @@ class ServeState:
             self.gate = Gate(self.ledger, self.config.auth, self.config.limits)
             self.models = await load_models(self.config)
             await self.flows.start()
+            await self.indexes.warm()
             self.gate.start()
         except BaseException:
             await self.stop()
@@ -103,6 +107,7 @@ class ServeState:
         await close_models(self.models)
         self.models = {}
         await self.flows.aclose()
+        self.indexes.close()
         if self.ledger is not None:
             self.ledger.close()
 

@@ -19,6 +19,7 @@ from rung.serve.config import LimitsSpec
 from rung.serve.errors import ApiError
 
 __all__ = [
+    "AskBody",
     "ChatBody",
     "ClassifyBody",
     "CompletionBody",
@@ -144,6 +145,27 @@ class ClassifyBody(BaseModel):
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class AskBody(BaseModel):
+    """POST /v1/ask: a question answered from an index's passages, with citations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(description="What the user asks.")
+    model: str = Field(min_length=1, description="A name from GET /v1/models (or cascade:NAME).")
+    index: str | None = Field(
+        default=None, description="An index of the serve config (default: its ask.index)."
+    )
+    k: int | None = Field(default=None, ge=1, le=50, description="Passages to retrieve.")
+    mode: Literal["hybrid", "vector", "keyword"] | None = Field(
+        default=None, description="Retrieval mode (default: the config's ask.mode)."
+    )
+    min_confidence: float | None = Field(
+        default=None, ge=0, le=1, description="A cascade climbs below this grounded confidence."
+    )
+    max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
 
 
 _JSON_TYPES = ("application/json",)
