@@ -53,6 +53,8 @@ def test_rung_compare_measures_a_flow(
                 "test_size": 6,
                 "seed": 0,
                 "prompt": {"instructions": INSTRUCTIONS},
+                # the flow's classify step asks the model as it is: so must the plain rung
+                "calibration": {"method": "none"},
             },
             "models": [f"flow:{flow}", {"id": SMOL, "options": LLAMA_OPTIONS}],
             "measure": {"load": None, "memory": False},
@@ -69,3 +71,10 @@ def test_rung_compare_measures_a_flow(
     for row in RunFolder(tmp_path / "run").predictions():
         answers.setdefault(row.model, {})[row.id] = row.predicted
     assert len(answers[SMOL]) == 6 and answers[f"flow:{flow}"] == answers[SMOL]
+
+    # A flow is checked like any rung: the same spec again passes rung check's gate.
+    from rung.app.check import check_spec
+
+    checked = check_spec(spec, tmp_path, tmp_path / "run", tmp_path / "again")
+    assert not checked.report.failed
+    assert {c.rung for c in checked.report.quality} == {f"flow:{flow}", SMOL}
