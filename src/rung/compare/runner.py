@@ -241,11 +241,18 @@ async def _run_rung(
             )
             await asyncio.to_thread(probe_rung, ref.id, ref.options, probe_requests[:1], train)
 
-    if chosen is None:
-        assert isinstance(plan, CalibrationPlan)
+    def store(key: str, pred: Prediction, latency_ms: float) -> None:
+        if cache:
+            cache.put(key, model.model_id, {"prediction": pred.to_json(), "latency_ms": latency_ms})
+
+    async def loaded() -> None:
         await ready()
         if cache:
             cache.put_fact(facts_key, facts)
+
+    if chosen is None:
+        assert isinstance(plan, CalibrationPlan)
+        await loaded()
         progress.step(
             label, f"choosing words and calibration on {len(plan.examples)} training examples"
         )
@@ -253,12 +260,7 @@ async def _run_rung(
 
         def on_calibration_answer(index: int, pred: Prediction, latency_ms: float) -> None:
             calib_answers[index] = pred
-            if cache:
-                cache.put(
-                    calib_keys[index],
-                    model.model_id,
-                    {"prediction": pred.to_json(), "latency_ms": latency_ms},
-                )
+            store(calib_keys[index], pred, latency_ms)
 
         await answer_all(model, label, missing, on_calibration_answer, progress, batch_size)
         chosen = plan.choose([calib_answers[i] for i in range(len(calib_requests))])
@@ -269,19 +271,12 @@ async def _run_rung(
 
     fresh_wall = 0.0
     if todo:
-        await ready()
-        if cache:
-            cache.put_fact(facts_key, facts)
+        await loaded()
         progress.step(label, "answering")
 
         def on_answer(index: int, pred: Prediction, latency_ms: float) -> None:
             answers[index] = (pred, latency_ms, False)
-            if cache:
-                cache.put(
-                    keys[index],
-                    model.model_id,
-                    {"prediction": pred.to_json(), "latency_ms": latency_ms},
-                )
+            store(keys[index], pred, latency_ms)
 
         started = time.perf_counter()
         await answer_all(model, label, todo, on_answer, progress, batch_size)
