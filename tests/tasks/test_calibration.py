@@ -70,6 +70,25 @@ def test_fitted_calibration_is_scikit_learns_logistic_regression() -> None:
     assert accuracy(fixed, test_gold) > accuracy(as_predictions(test), test_gold) + 0.3
 
 
+def test_two_labels_get_the_regressions_sigmoid() -> None:
+    # scikit-learn fits one row of weights for two classes (binary sentiment, SST-2)
+    two = ("negative", "positive")
+    rng = np.random.default_rng(3)
+    gold = [two[i] for i in rng.integers(0, 2, size=120)]
+    scores = []
+    for g in gold:
+        z = rng.normal(0, 0.5) + 2.0 - (1.2 if g == "positive" else 0.0)
+        p = 1 / (1 + np.exp(-z))
+        scores.append({"negative": float(p), "positive": float(1 - p)})
+    cal = fitted_calibration(scores, gold, two)
+    reference = LogisticRegression(C=1.0, max_iter=2000).fit(
+        log_scores(scores, two), [two.index(g) for g in gold]
+    )
+    got = np.array([[cal.apply(s)[lab] for lab in two] for s in scores])
+    assert np.allclose(got, reference.predict_proba(log_scores(scores, two)), atol=1e-9)
+    assert cross_validated_accuracy(scores, gold, two) > 0.7
+
+
 def test_fitting_needs_every_label() -> None:
     scores, _ = biased(10, 3)
     with pytest.raises(ValueError, match="every label"):

@@ -146,11 +146,17 @@ def fitted_calibration(
     y = np.array([list(labels).index(g) for g in gold])
     model = LogisticRegression(C=strength, max_iter=2000).fit(x, y)
     # scikit-learn orders its classes by value: 0..k-1, the labels' order.
+    coef, intercept = model.coef_, model.intercept_
+    if len(labels) == 2:
+        # Two labels: one row, the log-odds of the second; the first gets zeros so that the
+        # softmax of (0, z) is the regression's sigmoid of z.
+        coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
+        intercept = np.array([0.0, intercept[0]])
     return Calibration(
         "fitted",
         tuple(labels),
-        weights=tuple(tuple(float(v) for v in row) for row in model.coef_),
-        bias=tuple(float(v) for v in model.intercept_),
+        weights=tuple(tuple(float(v) for v in row) for row in coef),
+        bias=tuple(float(v) for v in intercept),
         detail={"examples": len(gold)},
     )
 
