@@ -46,6 +46,12 @@ GROUP = "rung.tasks"
 #: rung's own task kinds, as ``module:attribute``, imported on first use
 BUILTIN: dict[str, str] = {
     "classify": "rung.tasks.classify_kind:ClassifyKind",
+    "extract": "rung.tasks.extract:ExtractKind",
+    "fields": "rung.tasks.fields:FieldsKind",
+    "summarize": "rung.tasks.summarize:SummarizeKind",
+    "translate": "rung.tasks.translate:TranslateKind",
+    "generate": "rung.tasks.generate:GenerateKind",
+    "chat": "rung.tasks.generate:ChatKind",
 }
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
