@@ -63,6 +63,7 @@ schema: install
 	$(BIN)/rung serve --schema > schemas/serve-config.schema.json
 	$(BIN)/rung schema results > schemas/run-results.schema.json
 	$(BIN)/rung schema prediction > schemas/prediction-row.schema.json
+	$(BIN)/rung schema task-results > schemas/task-results.schema.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
