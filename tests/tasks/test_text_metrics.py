@@ -70,12 +70,25 @@ def test_entity_prf_is_seqeval(conll: list[list[str]]) -> None:
 
 
 def test_align_entities_places_each_on_its_tokens() -> None:
-    tokens = ["Phil", "Simmons", "joined", "Leicestershire", "in", "London", "."]
-    tags = align_entities(
+    tokens = ["Phil", "Simmons", "joined", "Standard", "&", "Poor", "'s", "in", "London", "."]
+    tags, unplaced = align_entities(
         tokens,
-        [("phil simmons", "PER"), ("Leicestershire", "ORG"), ("London.", "LOC"), ("Paris", "LOC")],
+        [
+            ("phil simmons", "PER"),
+            ("Standard & Poor's", "ORG"),
+            ("London.", "LOC"),
+            ("Paris", "LOC"),
+        ],
     )
-    assert tags == ["B-PER", "I-PER", "O", "B-ORG", "O", "B-LOC", "O"]
+    assert tags == ["B-PER", "I-PER", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "B-LOC", "O"]
+    assert unplaced == 1
+
+
+def test_unplaced_entities_are_false_positives() -> None:
+    gold = [["B-PER", "O"]]
+    metrics, per_item = entity_prf(gold, gold, unplaced=[1], resamples=100)
+    assert metrics["precision"].value == 0.5 and metrics["recall"].value == 1.0
+    assert per_item[0]["predicted"] == 2
 
 
 def test_rouge_is_rouge_score(shared_data: Path) -> None:

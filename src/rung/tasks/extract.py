@@ -172,16 +172,21 @@ class ExtractKind(TaskKind[ExtractTask, list[str]]):
         seed: int = 0,
     ) -> TaskScores:
         parsed = [parse_entities(o, spec.entity_types) for o in outputs]
-        pred = [
+        aligned = [
             align_entities(item.extra["tokens"], ents or [])
             for item, ents in zip(items, parsed, strict=True)
         ]
         metrics, per_item = entity_prf(
-            [item.reference for item in items], pred, resamples=resamples, seed=seed
+            [item.reference for item in items],
+            [tags for tags, _ in aligned],
+            unplaced=[n for _, n in aligned],
+            resamples=resamples,
+            seed=seed,
         )
         invalid = sum(p is None for p in parsed)
         return TaskScores(per_item, metrics, self.primary, {"invalid": float(invalid)})
 
     def tags_of(self, spec: ExtractTask, output: str | None, item: Item[list[str]]) -> list[str]:
         """The IOB2 tags an answer puts on the item's tokens (for predictions.jsonl)."""
-        return align_entities(item.extra["tokens"], parse_entities(output, spec.entity_types) or [])
+        ents = parse_entities(output, spec.entity_types) or []
+        return align_entities(item.extra["tokens"], ents)[0]

@@ -105,14 +105,18 @@ def entity_prf(
     gold: Sequence[Sequence[str]],
     pred: Sequence[Sequence[str]],
     *,
+    unplaced: Sequence[int] | None = None,
     resamples: int = 1000,
     seed: int = 0,
 ) -> tuple[dict[str, Estimate], list[dict[str, float]]]:
     """Micro entity precision, recall and F1 over sentences of IOB2 tags (seqeval's default
-    mode, conlleval's), with intervals; and per sentence its counts and F1."""
+    mode, conlleval's), with intervals; and per sentence its counts and F1. ``unplaced``: per
+    sentence, predicted entities that fit none of its tokens, counted as false positives."""
     counts = np.array(
         [entity_counts(g, p) for g, p in zip(gold, pred, strict=True)], dtype=np.float64
     ).reshape(-1, 3)
+    if unplaced is not None:
+        counts[:, 1] += np.asarray(unplaced, dtype=np.float64)
     metrics = {
         name: _bootstrap_stats(counts, _prf_part(k), resamples, seed)
         for k, name in enumerate(("precision", "recall", "f1"))
@@ -133,25 +137,41 @@ def _norm_token(token: str) -> str:
     return token.strip(string.punctuation).lower() or token
 
 
-def align_entities(tokens: Sequence[str], entities: Sequence[tuple[str, str]]) -> list[str]:
-    """IOB2 tags for ``tokens`` from entities a generative rung listed as (text, type): each
-    entity marks the first run of tokens, not yet tagged, whose words are its words (case and
-    surrounding punctuation ignored). An entity found nowhere in the sentence is dropped: it
-    can only be a false positive, which a span-level score cannot place."""
+def _key(text: str) -> str:
+    return re.sub(r"\W", "", text.casefold())
+
+
+def align_entities(
+    tokens: Sequence[str], entities: Sequence[tuple[str, str]]
+) -> tuple[list[str], int]:
+    """IOB2 tags for ``tokens`` from entities a generative rung listed as (text, type), and how
+    many of them fit nowhere. Each entity marks the first run of tokens, not yet tagged, whose
+    letters and digits are the entity's (case, spaces and punctuation ignored, so "Poor's"
+    finds the tokens "Poor 's"). An entity found nowhere in the sentence is still a false
+    positive: the caller counts it as predicted (``entity_prf``'s ``unplaced``)."""
     tags = ["O"] * len(tokens)
-    norm = [_norm_token(t) for t in tokens]
+    keys = [_key(t) for t in tokens]
+    unplaced = 0
     for text, kind in entities:
-        words = [_norm_token(w) for w in text.split()]
-        if not words or not kind:
+        want = _key(text)
+        if not want or not kind:
+            unplaced += bool(kind)
             continue
-        n = len(words)
-        for start in range(len(tokens) - n + 1):
-            if norm[start : start + n] == words and all(t == "O" for t in tags[start : start + n]):
+        for start in range(len(tokens)):
+            if not keys[start] or not want.startswith(keys[start]):
+                continue
+            end, got = start, ""
+            while end < len(tokens) and len(got) < len(want):
+                got += keys[end]
+                end += 1
+            if got == want and all(t == "O" for t in tags[start:end]):
                 tags[start] = "B-" + kind
-                for i in range(start + 1, start + n):
+                for i in range(start + 1, end):
                     tags[i] = "I-" + kind
                 break
-    return tags
+        else:
+            unplaced += 1
+    return tags, unplaced
 
 
 # --- overlap with references --------------------------------------------------------------
