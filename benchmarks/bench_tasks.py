@@ -5,6 +5,11 @@ chrF). Prints one table per task: the metrics with bootstrap 95% intervals, late
 tokens per second.
 
     python benchmarks/bench_tasks.py [--n 8] [--tasks extract,summarize,translate] [--no-cache]
+        [--tagger 200]
+
+--tagger N adds the encoder rung of extract: minilm-l6 with a token-classification head tuned
+on N training sentences (2 epochs) and scored on the same test sentences as the generative
+rungs.
 
 Runs go through `rung compare`'s task runner and the response cache (a second run costs
 nothing; --no-cache measures again). The slices are tiny, so the intervals are wide: read the
@@ -80,11 +85,32 @@ def task_sections(n: int) -> dict[str, dict[str, Any]]:
     }
 
 
+def tagger_row(spec: Any, n_train: int) -> None:
+    from rung.tasks.extract import ExtractTask
+    from rung.tune.encoder.tokens import tune_extract
+
+    task = spec.task_spec()
+    assert isinstance(task, ExtractTask)
+    task = task.model_copy(
+        update={"splits": task.splits.model_copy(update={"train_size": n_train})}
+    )
+    started = time.perf_counter()
+    run = tune_extract(task, REPO, "minilm-l6", epochs=2)
+    cells = ", ".join(
+        f"{k} {m.value:.3f} [{m.ci95[0]:.3f}, {m.ci95[1]:.3f}]" for k, m in run.metrics.items()
+    )
+    took = time.perf_counter() - started
+    print(
+        f"encoder:minilm-l6 + token head ({run.n_train} sentences, 2 epochs): {cells} ({took:.0f} s)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=8, help="Test items per task.")
     parser.add_argument("--tasks", default="extract,summarize,translate")
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--tagger", type=int, default=0, help="Tune minilm-l6 on N sentences.")
     args = parser.parse_args()
     sections = task_sections(args.n)
     print(
@@ -103,6 +129,8 @@ def main() -> int:
             f"{r.label}: {r.output_tokens_per_s:.1f} tok/s" for r in run.results.rungs
         )
         print(f"({time.perf_counter() - started:.0f} s; output {rates})")
+        if name == "extract" and args.tagger:
+            tagger_row(spec, args.tagger)
     return 0
 
 
