@@ -107,10 +107,11 @@ def test_rung_schema_prints_each_published_schema() -> None:
         ([], "compare-spec"),
         (["results"], "run-results"),
         (["prediction"], "prediction-row"),
+        (["task-results"], "task-results"),
     ):
         result = runner.invoke(app, ["schema", *what])
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout) == _published(f"{name}.schema.json")
     wrong = runner.invoke(app, ["schema", "result"])
     assert wrong.exit_code == 2
-    assert "no schema named 'result' (did you mean 'results'?)" in wrong.stderr
+    assert "no schema named 'result' (did you mean 'results'" in wrong.stderr

@@ -23,6 +23,7 @@ from rung.cli import (
     serve_cmds,
     tune_cmds,
     tune_lm_cmds,
+    tune_tags_cmds,
 )
 from rung.cli.common import console, err_console, user_errors
 from rung.cli.display import RichProgress, summary_table
@@ -66,6 +67,29 @@ def _run_and_show(run: Callable[[RichProgress], Any]) -> Any:
     return result
 
 
+def _compare_task(spec: Path, target: Path, *, use_cache: bool) -> bool:
+    """Run SPEC through the task registry when its task is not classify; False otherwise (or
+    when the file does not parse: load_spec then says why)."""
+    import yaml
+
+    from rung.compare.tasks import is_task_spec, load_task_spec, run_task, write_task_run
+    from rung.report.tasks import task_markdown
+
+    try:
+        data = yaml.safe_load(spec.read_text(encoding="utf-8")) if spec.is_file() else None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return False
+    if not is_task_spec(data):
+        return False
+    loaded = load_task_spec(data, str(spec))
+    with RichProgress(console) as progress:
+        run = run_task(loaded, spec.resolve().parent, use_cache=use_cache, progress=progress)
+    write_task_run(run, target)
+    console.print(escape(task_markdown(run.results)))
+    console.print(f"Report: [bold]{target / 'report.md'}[/]")
+    return True
+
+
 @app.command()
 @user_errors
 def compare(
@@ -90,6 +114,8 @@ def compare(
         from rung.cli.answer_cmds import compare_answer_spec
 
         compare_answer_spec(spec, target)
+        return
+    if _compare_task(spec, target, use_cache=not no_cache):  # extract, summarize, ...
         return
     loaded = _quick(load_spec(spec)) if quick else load_spec(spec)
     _run_and_show(
@@ -131,6 +157,7 @@ SCHEMAS = {
     "results": "a run folder's results.json",
     "prediction": "a line of a run folder's predictions.jsonl",
     "answer-spec": "a compare spec whose task is answer (YAML)",
+    "task-results": "results.json of a run on a task other than classify",
 }
 
 
@@ -151,12 +178,14 @@ def schema(
     from rung.compare.answer import AnswerCompareSpec
     from rung.errors import SpecError
     from rung.runs import PredictionRow, RunResults
+    from rung.runs.task_record import TaskRunResults
 
     models: dict[str, type[BaseModel]] = {
         "spec": CompareSpec,
         "results": RunResults,
         "prediction": PredictionRow,
         "answer-spec": AnswerCompareSpec,
+        "task-results": TaskRunResults,
     }
     if what not in models:
         known = "; ".join(f"{k}: {v}" for k, v in SCHEMAS.items())
@@ -169,6 +198,7 @@ route_cmds.register(app)
 serve_cmds.register(app)
 tune_lm_cmds.register(app)
 tune_cmds.register(app)
+tune_tags_cmds.register(app)
 distill_cmds.register(app)
 export_cmds.register(app)
 index_cmds.register(app)

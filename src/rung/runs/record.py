@@ -315,6 +315,14 @@ class PredictionRow(Record):
     tokens_in: int = Field(description="Input tokens.")
     tokens_out: int = Field(description="Output tokens.")
     raw: str | None = Field(description="The rung's raw output, where it generates text.")
+    generated: str | None = Field(
+        default=None,
+        description="The text a generative task's rung wrote (extract, summarize, ...).",
+    )
+    item_metrics: dict[str, float] | None = Field(
+        default=None,
+        description="This example's scores under the task's metrics (a generative task's).",
+    )
     cached: bool = Field(description="Whether the answer came from the response cache.")
     predicted_raw: str | None = Field(
         default=None, description="The answer before calibration, where the rung was calibrated."

@@ -1,0 +1,90 @@
+"""Generative tasks end to end with real bundled models on tiny slices: `rung compare` on an
+extract spec (the CLI's dispatch by task type), the run folder, the response cache on a second
+run, and a chat task graded by an LLM judge whose verdicts are cached too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from rung.cli.main import app
+from rung.compare.tasks import load_task_spec, run_task
+from rung.runs.record import PredictionRow
+from rung.runs.task_record import TaskRunResults
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+runner = CliRunner()
+
+
+def test_compare_extract_with_smollm2(shared_data: Path, tmp_path: Path) -> None:
+    conll = shared_data / "conll2003"
+    spec = tmp_path / "ner.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "ner",
+                "task": {
+                    "type": "extract",
+                    "data": {"path": str(conll / "eng.train")},
+                    "test_data": {"path": str(conll / "eng.testa")},
+                    "splits": {"test_size": 2, "train_size": 10},
+                    "prompt": {
+                        "instructions": "Entities ({types}) as a JSON array of text and type.",
+                        "max_tokens": 24,
+                    },
+                },
+                "models": ["llamacpp:smollm2-135m-instruct"],
+                "measure": {"bootstrap": 100},
+            }
+        )
+    )
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["compare", str(spec), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    results = TaskRunResults.model_validate_json((out / "results.json").read_text())
+    (rung,) = results.rungs
+    assert results.task_type == "extract" and rung.n == 2 and rung.cached == 0
+    assert set(rung.quality) == {"precision", "recall", "f1"} and rung.primary == "f1"
+    assert rung.tokens.out > 0 and rung.latency_ms.p50 > 0
+    rows = [PredictionRow.model_validate_json(line) for line in (out / "predictions.jsonl").open()]
+    assert len(rows) == 2 and all(r.generated is not None and r.item_metrics for r in rows)
+    assert "| llamacpp:smollm2-135m-instruct |" in (out / "report.md").read_text()
+
+    again = runner.invoke(app, ["compare", str(spec), "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    cached = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert cached["rungs"][0]["cached"] == 2
+    assert (
+        cached["rungs"][0]["quality"]
+        == json.loads((out / "results.json").read_text())["rungs"][0]["quality"]
+    )
+
+
+def test_chat_graded_by_a_judge_through_the_cache(tmp_path: Path) -> None:
+    spec = load_task_spec(
+        {
+            "task": {
+                "type": "chat",
+                "data": {
+                    "path": str(FIXTURES / "translate" / "fr_en.jsonl"),
+                    "text": "source",
+                    "references": ["target"],
+                },
+                "splits": {"test_size": 2},
+                "prompt": {"instructions": "Translate into English.", "max_tokens": 16},
+                "judge": {"model": "llamacpp:smollm2-135m-instruct"},
+            },
+            "models": ["llamacpp:gemma-3-270m"],
+            "measure": {"bootstrap": 100},
+        }
+    )
+    first = run_task(spec, tmp_path)
+    (rung,) = first.results.rungs
+    assert {"rougeL", "token_f1", "judge"} <= set(rung.quality)
+    assert rung.judge == "llamacpp:smollm2-135m-instruct"
+    second = run_task(spec, tmp_path)
+    assert second.results.rungs[0].cached == 2
+    assert second.results.rungs[0].quality == rung.quality
