@@ -103,22 +103,29 @@ def test_numbers_of_shots_are_tried_with_every_verbalizer(fpb_path: Path) -> Non
     assert len(chosen.requests(plan.task, plan.data)[0].messages) == 1 + 2 * 3 + 1
 
 
-def _answers(plan: CalibrationPlan, good: int) -> list[Prediction]:
-    """Answers to the plan's requests where candidate ``good`` scores the gold label highest
-    and every other candidate leans towards 'negative' whatever the text."""
-    per = len(plan.examples) + len(CONTENT_FREE_TEXTS)
+def _lean(gold: str | None, signal: bool) -> dict[str, float]:
+    """Scores that lean towards 'negative'; with ``signal`` the gold label comes second, so the
+    raw answer is 'negative' but a fitted correction can read the gold label."""
+    if gold is None or not signal or gold == "negative":
+        return {lab: (0.8 if lab == "negative" else 0.1) for lab in LABELS}
+    return {lab: 0.6 if lab == "negative" else 0.3 if lab == gold else 0.1 for lab in LABELS}
+
+
+def _answers(
+    plan: CalibrationPlan, good: int, wrong: dict[int, set[int]] | None = None
+) -> list[Prediction]:
+    """Answers to the plan's requests where candidate ``good`` carries the gold label's signal
+    (except on the examples ``wrong`` lists for it) and every other candidate none."""
+    wrong = wrong or {}
     out = []
     for i, candidate in enumerate(plan.candidates):
         words = candidate.verbalizer
         golds = [ex.label for ex in plan.examples] + [None] * len(CONTENT_FREE_TEXTS)
-        for gold in golds:
-            if i == good and gold is not None:
-                scores = {words[lab]: (0.6 if lab == gold else 0.2) for lab in LABELS}
-            else:
-                scores = {words[lab]: (0.8 if lab == "negative" else 0.1) for lab in LABELS}
+        for j, gold in enumerate(golds):
+            signal = (i == good or i in wrong) and j not in wrong.get(i, set())
+            scores = {words[lab]: v for lab, v in _lean(gold, signal).items()}
             best = max(scores, key=lambda w: scores[w])
             out.append(Prediction(best, scores, scores[best]))
-        assert len(out) == (i + 1) * per
     return out
 
 
@@ -161,3 +168,26 @@ def test_a_rung_without_label_scores_is_left_uncorrected(fpb_path: Path) -> None
     chosen = plan.choose([Prediction(g, {}) for g in golds])
     assert chosen.calibration.method == "none"
     assert "no score for every label" in chosen.detail["reason"]
+
+
+def test_the_default_is_kept_unless_another_is_clearly_better(fpb_path: Path) -> None:
+    plan = _plan(fpb_path, calibration={"examples": 30})
+    positives = [j for j, ex in enumerate(plan.examples) if ex.label == "positive"]
+    # the second candidate gets one more example right than the default: noise, not evidence
+    answers = _answers(plan, 0, {0: set(positives[:2]), 1: {positives[2]}})
+    chosen = plan.choose(answers)
+    words = [c.name(LABELS) for c in plan.candidates]
+    assert chosen.detail["candidates"][words[1]] > chosen.detail["candidates"][words[0]]
+    assert chosen.verbalizer == plan.candidates[0].verbalizer
+    assert chosen.detail["chosen_on"].startswith("the default:")
+
+
+def test_raw_scores_that_do_as_well_are_left_uncorrected(fpb_path: Path) -> None:
+    plan = _plan(fpb_path, calibration={"examples": 30, "choose_verbalizer": False})
+    golds = [ex.label for ex in plan.examples]
+    answers = [Prediction(g, {lab: 0.6 if lab == g else 0.2 for lab in LABELS}) for g in golds] + [
+        Prediction("neutral", {lab: 1 / 3 for lab in LABELS})
+    ] * len(CONTENT_FREE_TEXTS)
+    chosen = plan.choose(answers)
+    assert chosen.calibration.method == "none"
+    assert "raw scores did as well" in chosen.detail["reason"]

@@ -26,8 +26,9 @@ from rung.tasks.calibration import (
     CONTENT_FREE_TEXTS,
     Calibration,
     can_fit,
+    clearly_better,
     contextual_calibration,
-    cross_validated_accuracy,
+    cross_validated_correct,
     fitted_calibration,
     has_scores,
     no_calibration,
@@ -149,36 +150,49 @@ class CalibrationPlan:
         return out
 
     def choose(self, answers: Sequence[Prediction]) -> Chosen:
-        """The verbalizer and calibration, from the answers to ``requests()`` in order."""
+        """The way of asking and the calibration, from the answers to ``requests()`` in order.
+        The first candidate (the spec's shots, the label names) is kept unless another is
+        clearly better on the training examples (by more than a standard error): a choice
+        among six made on a few dozen examples would otherwise often follow the noise."""
         labels = list(self.data.labels)
         gold = [ex.label for ex in self.examples]
         per = len(self.examples) + len(CONTENT_FREE_TEXTS)
-        scored: list[tuple[float, int, list[Prediction], list[Prediction]]] = []
+        rights: list[list[bool]] = []
+        chunks: list[tuple[list[Prediction], list[Prediction]]] = []
         accuracy: dict[str, float] = {}
         for i, candidate in enumerate(self.candidates):
             verbalizer = candidate.verbalizer
             chunk = [to_labels(p, verbalizer) for p in answers[i * per : (i + 1) * per]]
             asked, free = chunk[: len(self.examples)], chunk[len(self.examples) :]
             if all(has_scores(p, labels) for p in asked):
-                acc = cross_validated_accuracy(
+                right = cross_validated_correct(
                     [p.scores for p in asked], gold, labels, seed=self.task.seed
                 )
             else:  # a rung without label scores: plain accuracy of its answers
-                acc = sum(1 for p, g in zip(asked, gold, strict=True) if p.label == g) / len(gold)
-            accuracy[candidate.name(labels)] = round(acc, 4)
-            # ties keep the earlier candidate (the label names themselves come first)
-            scored.append((acc, -i, asked, free))
-        _, neg_i, asked, free = max(scored, key=lambda s: (s[0], s[1]))
-        best = self.candidates[-neg_i]
-        calibration = self._calibration(asked, free, gold, labels)
+                right = [p.label == g for p, g in zip(asked, gold, strict=True)]
+            rights.append(right)
+            chunks.append((asked, free))
+            accuracy[candidate.name(labels)] = round(sum(right) / len(right), 4)
+        # ties keep the earlier candidate
+        top = max(range(len(rights)), key=lambda i: (sum(rights[i]), -i))
+        pick = top if top == 0 or clearly_better(rights[top], rights[0]) else 0
+        best = self.candidates[pick]
+        asked, free = chunks[pick]
+        calibration = self._calibration(asked, free, gold, labels, rights[pick])
         several = len({c.shots for c in self.candidates}) > 1
+        rule = (
+            "the best cross-validated accuracy on training examples"
+            if pick == top
+            else f"the default: {self.candidates[top].name(labels)} was not better by more "
+            "than a standard error on training examples"
+        )
         detail: dict[str, Any] = {
             **calibration.to_json(),
             "verbalizer": dict(best.verbalizer),
             "shots": best.shots,
             "examples": len(self.examples),
             "candidates": accuracy,
-            "chosen_on": "training split (cross-validated accuracy of the fitted calibration)",
+            "chosen_on": rule,
         }
         return Chosen(best.verbalizer, calibration, detail, best.shots if several else None)
 
@@ -188,12 +202,19 @@ class CalibrationPlan:
         free: list[Prediction],
         gold: list[str],
         labels: list[str],
+        fitted_right: list[bool],
     ) -> Calibration:
         method = self.task.calibration.method
         if not all(has_scores(p, labels) for p in asked + free):
             return no_calibration(labels, "the rung gives no score for every label")
         if method == "auto":
             method = "fitted" if can_fit(gold, labels, FIT_PER_LABEL) else "contextual"
+            raw_right = sum(p.label == g for p, g in zip(asked, gold, strict=True))
+            if method == "fitted" and raw_right >= sum(fitted_right):
+                return no_calibration(
+                    labels,
+                    "the raw scores did as well as the fitted correction on training examples",
+                )
         if method == "fitted" and can_fit(gold, labels):
             return fitted_calibration([p.scores for p in asked], gold, labels)
         return contextual_calibration([p.scores for p in free], labels)

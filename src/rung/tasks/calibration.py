@@ -36,8 +36,10 @@ __all__ = [
     "Calibration",
     "CalibrationMethod",
     "can_fit",
+    "clearly_better",
     "contextual_calibration",
     "cross_validated_accuracy",
+    "cross_validated_correct",
     "fitted_calibration",
     "has_scores",
     "no_calibration",
@@ -171,17 +173,18 @@ def recalibrate(prediction: Prediction, calibration: Calibration) -> Prediction:
     return replace(prediction, label=label, scores=scores, confidence=scores[label])
 
 
-def cross_validated_accuracy(
+def cross_validated_correct(
     scores: Sequence[Mapping[str, float]],
     gold: Sequence[str],
     labels: Sequence[str],
     *,
     folds: int = 3,
     seed: int = 0,
-) -> float:
-    """Accuracy of the fitted calibration on held-out folds of the given examples: how a
-    prompt (a verbalizer, a format) is chosen on the training split alone. Folds are
-    stratified by label; a fold whose training part lacks a label falls back to raw scores."""
+) -> list[bool]:
+    """Per example, whether the fitted calibration labels it right when fitted on the other
+    folds: how a prompt (a verbalizer, a number of shots) is chosen on the training split
+    alone. Folds are stratified by label; a fold whose training part lacks a label falls back
+    to raw scores."""
     by_label: dict[str, list[int]] = {}
     for i, g in enumerate(gold):
         by_label.setdefault(g, []).append(i)
@@ -191,7 +194,7 @@ def cross_validated_accuracy(
         rng.shuffle(members)
         for j, i in enumerate(members):
             fold_of[i] = j % folds
-    right = 0
+    right = [False] * len(gold)
     x = log_scores(scores, labels)
     for f in range(folds):
         train = [i for i in range(len(gold)) if fold_of[i] != f]
@@ -202,7 +205,30 @@ def cross_validated_accuracy(
             probs = cal.transform(x[test])
         else:
             probs = _softmax(x[test])
-        right += sum(
-            1 for i, row in zip(test, probs, strict=True) if labels[int(row.argmax())] == gold[i]
-        )
-    return right / len(gold) if gold else 0.0
+        for i, row in zip(test, probs, strict=True):
+            right[i] = labels[int(row.argmax())] == gold[i]
+    return right
+
+
+def cross_validated_accuracy(
+    scores: Sequence[Mapping[str, float]],
+    gold: Sequence[str],
+    labels: Sequence[str],
+    *,
+    folds: int = 3,
+    seed: int = 0,
+) -> float:
+    """The share of ``cross_validated_correct``."""
+    right = cross_validated_correct(scores, gold, labels, folds=folds, seed=seed)
+    return sum(right) / len(right) if right else 0.0
+
+
+def clearly_better(a: Sequence[bool], b: Sequence[bool]) -> bool:
+    """Whether ``a`` is right more often than ``b`` on the same examples by more than one
+    standard error of the paired difference (the one-standard-error rule): a choice made on a
+    few dozen training examples keeps the default unless the evidence is more than noise."""
+    n = len(a)
+    if n < 2:
+        return False
+    d = np.array([float(x) - float(y) for x, y in zip(a, b, strict=True)])
+    return float(d.mean()) > float(d.std(ddof=1)) / math.sqrt(n)
