@@ -4,11 +4,12 @@ bias, on training examples only.
 A small generative rung's raw label scores lean towards one label (SmolLM2-135M answered
 "negative" for most of the demo's sentences, scoring below always answering the most frequent
 label). Before it answers the test set, the rung is asked a stratified sample of training
-examples (none of the prompt's shots) with every candidate verbalizer
-(``rung.tasks.verbalizers``) and the content-free texts of contextual calibration; the
-verbalizer with the best cross-validated accuracy there is kept, and the calibration
-(``rung.tasks.calibration``) is fitted on its answers. The test answers are then mapped back to
-the labels and recalibrated; results.json keeps both the raw and the calibrated figures.
+examples (none of them a shot) in every way of asking: each number of shots tried × each
+candidate verbalizer (``rung.tasks.verbalizers``), with the content-free texts of contextual
+calibration. The default way (the spec's shots, the label names) is kept unless another is
+clearly better there, and the calibration (``rung.tasks.calibration``) is fitted on its
+answers. The test answers are then mapped back to the labels and recalibrated; results.json
+keeps both the raw and the calibrated figures.
 
 Nothing here looks at the test split: the choice is what a user would make with only the
 training data in hand.
@@ -32,6 +33,7 @@ from rung.tasks.calibration import (
     fitted_calibration,
     has_scores,
     no_calibration,
+    recalibrate,
 )
 from rung.tasks.classify import ClassifyTask, TaskData, build_requests, shot_examples
 from rung.tasks.data import Example
@@ -96,8 +98,6 @@ class Chosen:
 
     def correct(self, prediction: Prediction) -> tuple[Prediction, Prediction]:
         """(raw, calibrated): the answer in the labels' names, before and after calibration."""
-        from rung.tasks.calibration import recalibrate
-
         raw = to_labels(prediction, self.verbalizer)
         return raw, recalibrate(raw, self.calibration)
 
