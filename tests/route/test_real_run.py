@@ -51,6 +51,10 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, fpb_path: Path) -> Path:
                     "test_size": 48,
                     "seed": 0,
                     "prompt": {"shots": 1},
+                    # A served cascade asks its rungs as configured, without the words, shots
+                    # and correction a compare run chose for them: the run must not choose any
+                    # for its replay to match what the cascade serves.
+                    "calibration": {"method": "none"},
                 },
                 "models": [ENCODER, GEMMA, SMOL],
                 "measure": {"load": None, "memory": False},
