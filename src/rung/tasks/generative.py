@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +21,7 @@ __all__ = [
     "RecordsSource",
     "Splits",
     "read_records",
+    "reference_items",
     "render_requests",
     "split_items",
 ]
@@ -103,6 +104,27 @@ def read_records(src: RecordsSource, base_dir: Path) -> list[Item[list[str]]]:
     if not items:
         raise DataError(f"{path} holds no records")
     return items
+
+
+class ReferenceTask(Protocol):
+    """A task section whose items are texts with references, read from JSONL."""
+
+    @property
+    def data(self) -> RecordsSource: ...
+    @property
+    def test_data(self) -> RecordsSource | None: ...
+    @property
+    def splits(self) -> Splits: ...
+
+
+def reference_items(
+    spec: ReferenceTask, base_dir: Path
+) -> tuple[list[Item[list[str]]], list[Item[list[str]]]]:
+    """(train, test) items of a summarize, translate or generate spec: its data file, split by
+    its splits, or its separate test file."""
+    pool = read_records(spec.data, base_dir)
+    test = read_records(spec.test_data, base_dir) if spec.test_data else None
+    return split_items(pool, test, spec.splits)
 
 
 def split_items(

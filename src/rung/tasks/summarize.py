@@ -15,9 +15,8 @@ from rung.tasks.generative import (
     GenerativePrompt,
     RecordsSource,
     Splits,
-    read_records,
+    reference_items,
     render_requests,
-    split_items,
 )
 from rung.tasks.registry import Item, TaskKind, TaskScores
 from rung.tasks.text_metrics import rouge
@@ -57,9 +56,7 @@ class SummarizeKind(TaskKind[SummarizeTask, list[str]]):
     def load_items(
         self, spec: SummarizeTask, base_dir: Path
     ) -> tuple[list[Item[list[str]]], list[Item[list[str]]]]:
-        pool = read_records(spec.data, base_dir)
-        test = read_records(spec.test_data, base_dir) if spec.test_data else None
-        return split_items(pool, test, spec.splits)
+        return reference_items(spec, base_dir)
 
     def build_requests(
         self, spec: SummarizeTask, train: Sequence[Item[list[str]]], test: Sequence[Item[list[str]]]
