@@ -1,35 +1,70 @@
 """``rung compare`` end to end: spec in, run folder out. Compare measures the rungs, advise
-gives the default advice and report draws the pages; this is the one place that ties them."""
+gives the default advice and report draws the pages; this is the one place that ties them.
+
+A spec's ``task.type`` picks the runner: ``classify`` (``rung.compare.runner``, with its
+calibration, baselines and confusion matrices) or any other registered task type
+(``rung.compare.tasks``: extract, summarize, translate, generate, chat, answer, plugins').
+Both write the same run record, reports and advice."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from rung.advise.advice import Constraints
 from rung.advise.run import advice_for_results
 from rung.compare.results import prediction_rows, summarize
 from rung.compare.runner import RungRun, prepare, run_rungs
-from rung.errors import RunError
+from rung.compare.tasks import TaskSpec, is_task_spec, load_task_spec, run_task
+from rung.errors import RunError, SpecError
 from rung.report.html import render_html
 from rung.report.markdown import find_disagreements, render_markdown
+from rung.report.tasks import task_markdown
 from rung.responses import Progress
-from rung.runs import CompareSpec, RunFolder, RunResults, load_spec
+from rung.runs import CompareSpec, RunFolder, RunResults, load_spec, parse_spec
 from rung.runs.items import items_sha256
 from rung.runs.spec import spec_as_run
 
-__all__ = ["CompareResult", "compare_spec", "compare_spec_file"]
+__all__ = ["AnySpec", "CompareResult", "compare_spec", "compare_spec_file", "load_any_spec"]
+
+#: a compare spec of any task type
+AnySpec = CompareSpec | TaskSpec
 
 
 @dataclass
 class CompareResult:
     out: Path
     results: RunResults
-    runs: list[RungRun]
+    #: classify's per-rung runs (answers, calibration); empty for other task types
+    runs: list[RungRun] = field(default_factory=list)
+
+
+def read_spec_data(path: Path) -> object:
+    """The YAML data of a spec file, or one line saying why it cannot be read."""
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a UTF-8 text file") from None
+
+
+def load_any_spec(path: Path) -> AnySpec:
+    """The spec at ``path``, as its task type's model."""
+    data = read_spec_data(path)
+    if is_task_spec(data):
+        return load_task_spec(data, str(path))
+    return parse_spec(data, str(path)) if data is not None else load_spec(path)
 
 
 def compare_spec(
-    spec: CompareSpec,
+    spec: AnySpec,
     base_dir: Path,
     out: Path,
     *,
@@ -37,6 +72,8 @@ def compare_spec(
     progress: Progress | None = None,
 ) -> CompareResult:
     """Run every rung of ``spec`` (data paths relative to ``base_dir``) and write ``out``."""
+    if isinstance(spec, TaskSpec):
+        return _compare_task(spec, base_dir, out, use_cache=use_cache, progress=progress)
     folder = RunFolder(out)
     folder.check_writable()
     prepared = prepare(spec, base_dir)
@@ -68,8 +105,32 @@ def compare_spec(
     return CompareResult(out=out.resolve(), results=results, runs=runs)
 
 
+def _compare_task(
+    spec: TaskSpec,
+    base_dir: Path,
+    out: Path,
+    *,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> CompareResult:
+    folder = RunFolder(out)
+    folder.check_writable()
+    run = run_task(spec, base_dir, use_cache=use_cache, progress=progress)
+    advice = advice_for_results(run.results, Constraints(), spec.base_urls()).to_json()
+    folder.write(
+        run.results,
+        run.rows,
+        spec.as_run(base_dir),
+        {
+            "report.md": task_markdown(run.results),
+            "report.html": render_html(run.results, run.rows, advice),
+        },
+    )
+    return CompareResult(out=out.resolve(), results=run.results)
+
+
 def compare_spec_file(
     path: Path, out: Path, *, use_cache: bool = True, progress: Progress | None = None
 ) -> CompareResult:
-    spec = load_spec(path)
+    spec = load_any_spec(path)
     return compare_spec(spec, path.resolve().parent, out, use_cache=use_cache, progress=progress)

@@ -80,6 +80,10 @@ class RichProgress(LiveDisplay):
         self._progress.console.print(f"[red]{escape(label)} failed:[/] {escape(message)}")
 
 
+#: how a table heads a metric whose name is not a word
+METRIC_WORDS = {"macro_f1": "macro-F1"}
+
+
 def _ci(q: Metric) -> str:
     low, high = q.ci95
     return f"{q.value:.3f} [dim][{low:.2f}-{high:.2f}][/]"
@@ -91,10 +95,16 @@ def _opt(value: float | None, pattern: str) -> str:
 
 def summary_table(results: RunResults) -> Table:
     table = Table(title=results.name or "Comparison", title_justify="left")
+    # The task's headline metrics, the primary first (classify: accuracy, macro-F1).
+    names: list[str] = []
+    for r in results.rungs:
+        for name in [r.quality.primary_metric(), *r.quality.metrics()]:
+            if name not in names:
+                names.append(name)
+    table.add_column("rung", justify="left")
+    for name in names:
+        table.add_column(f"{METRIC_WORDS.get(name, name)} [95% CI]", justify="right")
     for name, justify in (
-        ("rung", "left"),
-        ("accuracy [95% CI]", "right"),
-        ("macro-F1 [95% CI]", "right"),
         ("p50 ms", "right"),
         ("p95 ms", "right"),
         ("best req/s", "right"),
@@ -105,11 +115,10 @@ def summary_table(results: RunResults) -> Table:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in results.rungs:
-        q = r.quality
+        found = r.quality.metrics()
         table.add_row(
             r.label,
-            _ci(q.accuracy),
-            _ci(q.macro_f1),
+            *(_ci(found[n]) if n in found else "-" for n in names),
             f"{r.latency_ms.p50:.1f}",
             f"{r.latency_ms.p95:.1f}",
             f"{r.best_throughput():.1f}",

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.markup import escape
@@ -30,10 +30,14 @@ from rung.cli.display import RichProgress, summary_table
 from rung.errors import did_you_mean
 from rung.runs.spec import CompareSpec
 
+if TYPE_CHECKING:
+    from rung.compare.tasks import TaskSpec
+
 __all__ = ["app"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+SpecT = TypeVar("SpecT", bound="CompareSpec | TaskSpec")
 
 app = typer.Typer(
     name="rung",
@@ -49,9 +53,10 @@ QUICK = typer.Option(
 )
 
 
-def _quick(spec: CompareSpec) -> CompareSpec:
+def _quick(spec: SpecT) -> SpecT:
     measure = spec.measure.model_copy(update={"load": None, "memory": False})
-    return spec.model_copy(update={"measure": measure})
+    # model_copy keeps the spec's own type; mypy reads it off the bound's union.
+    return spec.model_copy(update={"measure": measure})  # type: ignore[return-value]
 
 
 def _run_and_show(run: Callable[[RichProgress], Any]) -> Any:
@@ -65,29 +70,6 @@ def _run_and_show(run: Callable[[RichProgress], Any]) -> Any:
         f"Results: {result.out / 'results.json'}   Predictions: {result.out / 'predictions.jsonl'}"
     )
     return result
-
-
-def _compare_task(spec: Path, target: Path, *, use_cache: bool) -> bool:
-    """Run SPEC through the task registry when its task is not classify; False otherwise (or
-    when the file does not parse: load_spec then says why)."""
-    import yaml
-
-    from rung.compare.tasks import is_task_spec, load_task_spec, run_task, write_task_run
-    from rung.report.tasks import task_markdown
-
-    try:
-        data = yaml.safe_load(spec.read_text(encoding="utf-8")) if spec.is_file() else None
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return False
-    if not is_task_spec(data):
-        return False
-    loaded = load_task_spec(data, str(spec))
-    with RichProgress(console) as progress:
-        run = run_task(loaded, spec.resolve().parent, use_cache=use_cache, progress=progress)
-    write_task_run(run, target)
-    console.print(escape(task_markdown(run.results)))
-    console.print(f"Report: [bold]{target / 'report.md'}[/]")
-    return True
 
 
 @app.command()
@@ -106,8 +88,8 @@ def compare(
 ) -> None:
     """Run every rung of SPEC on its task and data; write a run folder with the report."""
     from rung.app import compare_spec
+    from rung.app.compare import load_any_spec
     from rung.compare.answer import is_answer_spec
-    from rung.runs.spec import load_spec
 
     target = out or Path("runs") / spec.stem
     if is_answer_spec(spec):  # task.type: answer has its own runner (rung.compare.answer)
@@ -115,9 +97,8 @@ def compare(
 
         compare_answer_spec(spec, target)
         return
-    if _compare_task(spec, target, use_cache=not no_cache):  # extract, summarize, ...
-        return
-    loaded = _quick(load_spec(spec)) if quick else load_spec(spec)
+    found = load_any_spec(spec)
+    loaded = _quick(found) if quick else found
     _run_and_show(
         lambda progress: compare_spec(
             loaded, spec.resolve().parent, target, use_cache=not no_cache, progress=progress
@@ -157,7 +138,6 @@ SCHEMAS = {
     "results": "a run folder's results.json",
     "prediction": "a line of a run folder's predictions.jsonl",
     "answer-spec": "a compare spec whose task is answer (YAML)",
-    "task-results": "results.json of a run on a task other than classify",
 }
 
 
@@ -178,14 +158,12 @@ def schema(
     from rung.compare.answer import AnswerCompareSpec
     from rung.errors import SpecError
     from rung.runs import PredictionRow, RunResults
-    from rung.runs.task_record import TaskRunResults
 
     models: dict[str, type[BaseModel]] = {
         "spec": CompareSpec,
         "results": RunResults,
         "prediction": PredictionRow,
         "answer-spec": AnswerCompareSpec,
-        "task-results": TaskRunResults,
     }
     if what not in models:
         known = "; ".join(f"{k}: {v}" for k, v in SCHEMAS.items())

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from rung.errors import RungError
 from rung.models.base import ClassifyRequest, GenerateRequest, Model
 from rung.models.runtime import ModelRuntime
 from rung.tasks.metrics import percentile
 
-__all__ = ["LevelResult", "run_level", "time_to_first_token"]
+__all__ = ["LevelResult", "drive", "run_generate_level", "run_level", "time_to_first_token"]
+
+RequestT = TypeVar("RequestT")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,44 @@ async def run_level(
     max_seconds: float,
 ) -> LevelResult:
     """Drive ``runtime`` with ``concurrency`` virtual users; bounded in count and in time."""
+
+    async def ask(request: ClassifyRequest) -> int:
+        return (await runtime.classify(request)).tokens_out
+
+    return await drive(
+        ask, requests, concurrency, max_requests=max_requests, max_seconds=max_seconds
+    )
+
+
+async def run_generate_level(
+    model: Model,
+    requests: Sequence[GenerateRequest],
+    concurrency: int,
+    *,
+    max_requests: int,
+    max_seconds: float,
+) -> LevelResult:
+    """The same closed loop for a rung that writes text (extract, summarize, answer, ...):
+    each virtual user asks ``model.generate`` with the task's own requests."""
+
+    async def ask(request: GenerateRequest) -> int:
+        return (await model.generate(request)).tokens_out
+
+    return await drive(
+        ask, requests, concurrency, max_requests=max_requests, max_seconds=max_seconds
+    )
+
+
+async def drive(
+    ask: Callable[[RequestT], Awaitable[int]],
+    requests: Sequence[RequestT],
+    concurrency: int,
+    *,
+    max_requests: int,
+    max_seconds: float,
+) -> LevelResult:
+    """``concurrency`` virtual users each calling ``ask`` (which returns the output tokens)
+    back to back, until ``max_requests`` are issued or ``max_seconds`` run out."""
     if not requests:
         raise ValueError("a load test needs at least one request")
     if concurrency < 1:
@@ -84,7 +125,7 @@ async def run_level(
             in_flight += 1
             t0 = time.perf_counter()
             try:
-                prediction = await runtime.classify(request)
+                out = await ask(request)
             except Exception as e:  # counted and reported, the load goes on
                 errors += 1
                 first_error = first_error or f"{type(e).__name__}: {e}"
@@ -92,7 +133,7 @@ async def run_level(
             finally:
                 in_flight -= 1
             latencies.append((time.perf_counter() - t0) * 1000)
-            tokens_out += prediction.tokens_out
+            tokens_out += out
 
     users = [asyncio.create_task(user()) for _ in range(concurrency)]
     try:
@@ -129,7 +170,7 @@ async def run_level(
 
 async def time_to_first_token(
     model: Model,
-    requests: Sequence[ClassifyRequest],
+    requests: Sequence[ClassifyRequest] | Sequence[GenerateRequest],
     concurrency: int,
     *,
     max_requests: int,

@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rung import __version__
 from rung.catalog.costs import CostFigure, CostSpec, api_cost, machine_cost
 from rung.compare.runner import Prepared, RungFailure, RungRun
 from rung.errors import RungError
+from rung.models.profile import Pricing
 from rung.runs.quality import ClassifyQuality, ClassScores, Confusion, Metric
 from rung.runs.record import (
     BaselineRow,
@@ -33,8 +35,11 @@ from rung.tasks.baselines import majority_baseline, random_baseline
 
 __all__ = [
     "baselines",
+    "cost_figure",
     "counterfactual",
+    "memory_estimate_mb",
     "prediction_rows",
+    "record_cost",
     "rung_cost",
     "rung_summary",
     "summarize",
@@ -44,14 +49,16 @@ __all__ = [
 MB = 2**20
 
 
-def _memory_estimate_mb(run: RungRun, context: int) -> tuple[float | None, str]:
+def memory_estimate_mb(
+    model_id: str, options: dict[str, Any], context: int
+) -> tuple[float | None, str]:
     """Weights + KV cache at ``context`` from the model's own metadata (GGUF header,
     config.json); None when the metadata does not tell."""
     from rung.catalog.cards import card_for
 
-    base_url = run.ref.options.get("base_url")
+    base_url = options.get("base_url")
     try:
-        card = card_for(run.model_id, base_url=str(base_url) if base_url else None)
+        card = card_for(model_id, base_url=str(base_url) if base_url else None)
     except RungError as e:
         return None, str(e)
     if card.kind == "api":
@@ -62,22 +69,39 @@ def _memory_estimate_mb(run: RungRun, context: int) -> tuple[float | None, str]:
     return estimate.total_bytes / MB, f"weights + KV cache at {estimate.context} tokens"
 
 
-def _best_throughput(run: RungRun) -> tuple[float, str]:
-    levels = [lv for lv in (run.load or []) if lv["requests"] > 0 and not lv["errors"]]
+def _best_throughput(
+    throughput_per_s: float, load: Sequence[dict[str, Any]] | None
+) -> tuple[float, str]:
+    levels = [lv for lv in (load or []) if lv["requests"] > 0 and not lv["errors"]]
     if levels:
         best = max(levels, key=lambda lv: lv["throughput_per_s"])
         return best["throughput_per_s"], f"at {best['concurrency']} concurrent"
-    return run.throughput_per_s, "one at a time"
+    return throughput_per_s, "one at a time"
+
+
+def cost_figure(
+    model_id: str,
+    billing: Pricing,
+    tokens_per_request: tuple[float, float],
+    throughput_per_s: float,
+    load: Sequence[dict[str, Any]] | None,
+    spec: CostSpec,
+) -> CostFigure:
+    """Cost of 1,000 requests: the tokens (in, out per request) at the model's price when it
+    is paid per token, else machine time at the best throughput measured."""
+    if billing == "tokens":  # the backend's profile says, for its endpoint
+        return api_cost(model_id, tokens_per_request[0], tokens_per_request[1], spec)
+    throughput, where = _best_throughput(throughput_per_s, load)
+    return machine_cost(throughput, spec, where)
 
 
 def rung_cost(run: RungRun, spec: CostSpec) -> CostFigure:
     n = len(run.records) or 1
-    if run.billing == "tokens":  # the backend's profile says, for its endpoint
-        tokens_in = sum(r.prediction.tokens_in for r in run.records) / n
-        tokens_out = sum(r.prediction.tokens_out for r in run.records) / n
-        return api_cost(run.model_id, tokens_in, tokens_out, spec)
-    throughput, where = _best_throughput(run)
-    return machine_cost(throughput, spec, where)
+    tokens_in = sum(r.prediction.tokens_in for r in run.records) / n
+    tokens_out = sum(r.prediction.tokens_out for r in run.records) / n
+    return cost_figure(
+        run.model_id, run.billing, (tokens_in, tokens_out), run.throughput_per_s, run.load, spec
+    )
 
 
 def _classify_quality(
@@ -103,7 +127,7 @@ def _classify_quality(
     )
 
 
-def _cost(figure: CostFigure) -> RungCost:
+def record_cost(figure: CostFigure) -> RungCost:
     return RungCost(usd_per_1k=figure.usd_per_1k, basis=figure.basis, detail=figure.detail)
 
 
@@ -115,7 +139,9 @@ def rung_summary(
     tokens_out = sum(r.prediction.tokens_out for r in run.records)
     n = len(run.records)
     info = run.info
-    estimate, estimate_basis = _memory_estimate_mb(run, spec.measure.context)
+    estimate, estimate_basis = memory_estimate_mb(
+        run.model_id, run.ref.options, spec.measure.context
+    )
     memory = dict(run.memory) if run.memory else {}
     cost = rung_cost(run, spec.cost)
     return RungResult(
@@ -149,7 +175,7 @@ def rung_summary(
             file=info.file_size_bytes / MB if info.file_size_bytes else None,
         ),
         cost_usd_per_1k=cost.usd_per_1k,
-        cost=_cost(cost),
+        cost=record_cost(cost),
         load_s=run.load_s,
         fit_s=run.fit_s,
         params=info.params,

@@ -1,7 +1,10 @@
 """Running the rungs of a spec on a generative task (any registered kind but classify, whose
 runner is ``rung.compare.runner``): each rung writes an answer per test item through the
 response cache, the task's kind scores the answers, and the run folder gets results.json,
-predictions.jsonl, the spec and report.md.
+predictions.jsonl, the spec and the reports (``rung.app.compare`` writes it). Each rung is
+measured as a classify rung is: latency and throughput, a closed-loop load test on the task's
+own requests, peak memory in a fresh process (which is also the crash probe of a rung run in
+this process), and the cost of 1,000 requests.
 
 The spec is the compare spec's shape (name, task, models, measure) with a ``task:`` of any
 registered type; an LLM judge (``task.judge``) is asked through the same cache, so grading
@@ -17,20 +20,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rung import __version__
-from rung.errors import SpecError, validation_message
+from rung.catalog.costs import CostSpec
+from rung.compare.load import run_generate_level, time_to_first_token
+from rung.compare.probe import probe_rung
+from rung.compare.results import cost_figure, memory_estimate_mb, record_cost
+from rung.errors import ModelCrashError, RunError, SpecError, validation_message
 from rung.models import registry
 from rung.models.base import GenerateRequest, Model, stable_hash
 from rung.responses import Progress, ResponseCache, SilentProgress, open_cache
-from rung.runs.quality import Metric
-from rung.runs.record import Latency, PredictionRow, Tokens
-from rung.runs.spec import MeasureSpec, ModelRef
-from rung.runs.task_record import TaskRungResult, TaskRunResults
+from rung.responses.ask import info_from_json, info_to_json
+from rung.runs.items import items_sha256
+from rung.runs.quality import Metric, TextQuality
+from rung.runs.record import (
+    FailedRung,
+    Latency,
+    LoadLevel,
+    MemoryMb,
+    PredictionRow,
+    RungResult,
+    RunResults,
+    TaskSummary,
+    Tokens,
+)
+from rung.runs.spec import CheckSpec, LoadSpec, MeasureSpec, ModelRef
 from rung.tasks import metrics
-from rung.tasks.registry import Item, TaskKind, kind_of, parse_task
+from rung.tasks.registry import Item, TaskKind, TaskScores, kind_of, parse_task
 
 __all__ = [
     "Answer",
@@ -40,7 +57,6 @@ __all__ = [
     "is_task_spec",
     "load_task_spec",
     "run_task",
-    "write_task_run",
 ]
 
 
@@ -53,6 +69,10 @@ class TaskSpec(BaseModel):
     task: dict[str, Any] = Field(description="The task: section; its type: names the kind.")
     models: list[ModelRef] = Field(min_length=1, description="The rungs.")
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
+    cost: CostSpec = Field(default_factory=CostSpec)
+    check: CheckSpec = Field(
+        default_factory=CheckSpec, description="How `rung check` gates a run against a baseline."
+    )
 
     @field_validator("models", mode="before")
     @classmethod
@@ -60,6 +80,41 @@ class TaskSpec(BaseModel):
         if isinstance(value, list):
             return [{"id": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelRef]) -> list[ModelRef]:
+        names = [m.display for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rungs listed twice: {', '.join(dupes)}; give each a distinct label")
+        return models
+
+    def base_urls(self) -> dict[str, str]:
+        """The base URL each rung is asked at, by its label, where its options give one."""
+        return {
+            m.display: url for m in self.models if isinstance(url := m.options.get("base_url"), str)
+        }
+
+    def as_run(self, base_dir: Path) -> TaskSpec:
+        """The spec as a run folder keeps it: the task's file paths (data, test data, an
+        index folder, documents) made absolute, so the run can be read again from anywhere."""
+
+        def absolute(value: object) -> object:
+            if not isinstance(value, str) or "://" in value:
+                return value
+            path = Path(value)
+            return str(path if path.is_absolute() else (base_dir / path).resolve())
+
+        task = dict(self.task)
+        for key in ("data", "test_data"):
+            if isinstance(task.get(key), dict) and "path" in task[key]:
+                task[key] = {**task[key], "path": absolute(task[key]["path"])}
+        if "index" in task:
+            task["index"] = absolute(task["index"])
+        if isinstance(task.get("documents"), list):
+            task["documents"] = [absolute(d) for d in task["documents"]]
+        return self.model_copy(update={"task": task})
 
     @property
     def kind(self) -> TaskKind[Any, Any]:
@@ -113,10 +168,11 @@ async def answer_requests(
     cache: ResponseCache | None,
     progress: Progress,
     label: str,
+    facts: dict[str, Any] | None = None,
 ) -> tuple[list[Answer], float]:
     """Every request's answer, from the cache or from the model (loaded only when some are
     missing, asked one at a time so latency is what one caller waits); and the seconds the
-    fresh answers took."""
+    fresh answers took. The seconds loading took go into ``facts["load_s"]``."""
     keys = [generate_key(model.fingerprint(), r) for r in requests]
     stored = cache.get_many(keys) if cache else {}
     answers: dict[int, Answer] = {
@@ -126,7 +182,11 @@ async def answer_requests(
     wall = 0.0
     todo = [i for i in range(len(requests)) if i not in answers]
     if todo:
+        progress.step(label, "loading")
+        t_load = time.perf_counter()
         await asyncio.to_thread(model.load)
+        if facts is not None:
+            facts["load_s"] = time.perf_counter() - t_load
         progress.step(label, "answering")
         started = time.perf_counter()
         for i in todo:
@@ -164,7 +224,7 @@ def _tokens(answers: list[Answer]) -> Tokens:
 
 @dataclass
 class TaskRun:
-    results: TaskRunResults
+    results: RunResults
     rows: list[PredictionRow]
     spec: TaskSpec
 
@@ -174,6 +234,159 @@ def _gold_text(item: Item[Any]) -> str:
     if isinstance(ref, list):
         return " ".join(ref) if "tokens" in item.extra else " || ".join(ref)
     return ref if isinstance(ref, str) else str(ref)
+
+
+async def _load_test(
+    model: Model, requests: list[GenerateRequest], spec: LoadSpec, progress: Progress, label: str
+) -> list[dict[str, Any]]:
+    """The closed-loop load test of ``rung.compare.load`` on the task's own requests, with the
+    time to first token at each level."""
+    levels = []
+    for concurrency in spec.concurrency:
+        progress.step(label, f"load test, {concurrency} concurrent")
+        level = await run_generate_level(
+            model, requests, concurrency, max_requests=spec.requests, max_seconds=spec.max_seconds
+        )
+        entry = level.to_json()
+        entry["ttft_ms"] = await time_to_first_token(
+            model,
+            requests,
+            concurrency,
+            max_requests=max(concurrency, spec.requests // 4),
+            max_seconds=spec.max_seconds / 4,
+        )
+        levels.append(entry)
+    return levels
+
+
+@dataclass
+class _Measured:
+    """What a rung's run measured besides its answers: load test, memory, loading."""
+
+    load: list[dict[str, Any]] | None
+    memory: dict[str, Any] | None
+    facts: dict[str, Any]
+    throughput_per_s: float
+
+
+async def _measure(
+    ref: ModelRef,
+    model: Model,
+    requests: list[GenerateRequest],
+    answers: list[Answer],
+    wall: float,
+    measure: MeasureSpec,
+    cache: ResponseCache | None,
+    progress: Progress,
+    facts: dict[str, Any],
+    memory: dict[str, Any] | None,
+) -> _Measured:
+    """Throughput and load test of one rung, each kept in the cache like an answer (keyed by
+    what it measured) so that a rerun of an unchanged spec costs nothing."""
+    label = ref.display
+    fingerprint = model.fingerprint()
+    keys = [generate_key(fingerprint, r) for r in requests]
+    run_key = f"run:{stable_hash([fingerprint, keys])}"
+    facts_key = f"facts:gen:{fingerprint}"
+    loaded = "load_s" in facts  # answer_requests loaded the rung for fresh answers
+    if not loaded:
+        facts.update((cache.get_fact(facts_key) if cache else None) or {})
+    if wall > 0 and cache:
+        fresh = sum(not a.cached for a in answers)
+        cache.put_fact(run_key, {"n": fresh, "wall_s": wall})
+    measured = (
+        {"n": sum(not a.cached for a in answers), "wall_s": wall}
+        if wall > 0
+        else (cache.get_fact(run_key) if cache else None)
+    )
+    if measured and measured["wall_s"] > 0:
+        throughput = measured["n"] / measured["wall_s"]
+    else:
+        total_ms = sum(a.latency_ms for a in answers)
+        throughput = len(answers) / (total_ms / 1000) if total_ms else 0.0
+
+    load_key = _load_key(model, requests, measure)
+    found = cache.get_fact(load_key) if cache and load_key else None
+    load: list[dict[str, Any]] | None = found["levels"] if found is not None else None
+    if measure.load is not None and load is None:
+        if not loaded:
+            started = time.perf_counter()
+            await asyncio.to_thread(model.load)
+            facts["load_s"] = time.perf_counter() - started
+            loaded = True
+        load = await _load_test(model, requests, measure.load, progress, label)
+        if cache and load_key is not None:
+            cache.put_fact(load_key, {"levels": load})
+    if loaded:
+        facts["info"] = info_to_json(model.info())
+        if cache:
+            cache.put_fact(facts_key, facts)
+    return _Measured(load=load, memory=memory, facts=facts, throughput_per_s=throughput)
+
+
+def _rung_result(
+    ref: ModelRef,
+    model: Model,
+    answers: list[Answer],
+    scores: TaskScores,
+    measured: _Measured,
+    judge: str | None,
+    spec: TaskSpec,
+) -> RungResult:
+    n = len(answers)
+    tokens = _tokens(answers)
+    info = info_from_json(measured.facts.get("info"))
+    memory = measured.memory or {}
+    estimate, estimate_basis = memory_estimate_mb(model.model_id, ref.options, spec.measure.context)
+    cost = cost_figure(
+        model.model_id,
+        model.billing,
+        (tokens.in_per_request, tokens.out_per_request),
+        measured.throughput_per_s,
+        measured.load,
+        spec.cost,
+    )
+    throughput = measured.throughput_per_s
+    return RungResult(
+        model=model.model_id,
+        label=ref.display,
+        n=n,
+        quality=TextQuality(
+            scores={k: Metric(value=v.value, ci95=v.ci95) for k, v in scores.metrics.items()},
+            primary=scores.primary,
+            extras=scores.extras,
+            judge=judge,
+        ),
+        latency_ms=_latency([a.latency_ms for a in answers]),
+        tokens=tokens,
+        wall_s=n / throughput if throughput else 0.0,
+        throughput_per_s=throughput,
+        concurrency=1,
+        load=(
+            None
+            if measured.load is None
+            else [LoadLevel.model_validate(lv) for lv in measured.load]
+        ),
+        memory_mb=MemoryMb(
+            peak_rss=memory.get("peak_rss"),
+            baseline_rss=memory.get("baseline_rss"),
+            model_rss=memory.get("model_rss"),
+            peak_gpu=memory.get("peak_gpu"),
+            estimate=estimate,
+            estimate_basis=estimate_basis,
+            file=info.file_size_bytes / 2**20 if info.file_size_bytes else None,
+        ),
+        cost_usd_per_1k=cost.usd_per_1k,
+        cost=record_cost(cost),
+        load_s=measured.facts.get("load_s"),
+        fit_s=None,
+        params=info.params,
+        file_size_bytes=info.file_size_bytes,
+        quantization=info.quantization,
+        context_length=info.context_length,
+        path=info.path,
+        cached=sum(a.cached for a in answers),
+    )
 
 
 async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progress) -> TaskRun:
@@ -192,57 +405,72 @@ async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progre
                 "task needs generative rungs (encoders take it only after `rung tune`)"
             )
         model.check()
-    judge_spec = getattr(task, "judge", None)
-    judge = registry.create(judge_spec.model, judge_spec.options) if judge_spec else None
+    judge_ref = kind.judge(task)
+    judge = registry.create(*judge_ref) if judge_ref is not None else None
     if judge is not None:
         judge.check()
     cache = open_cache(use_cache)
     resamples = spec.measure.bootstrap
     splits = getattr(task, "splits", None)
     seed_value = splits.seed if splits is not None else 0
-    rungs: list[TaskRungResult] = []
+    rungs: list[RungResult] = []
+    failed: list[FailedRung] = []
     rows: list[PredictionRow] = []
     try:
         for ref, model in models:
             try:
+                memory = await _probe(ref, model, gen_requests, spec.measure, cache, progress)
+                facts: dict[str, Any] = {}
                 answers, wall = await answer_requests(
-                    model, gen_requests, cache, progress, ref.display
+                    model, gen_requests, cache, progress, ref.display, facts
                 )
+                measured = await _measure(
+                    ref,
+                    model,
+                    gen_requests,
+                    answers,
+                    wall,
+                    spec.measure,
+                    cache,
+                    progress,
+                    facts,
+                    memory,
+                )
+            except ModelCrashError as e:
+                failed.append(
+                    FailedRung(
+                        label=ref.display,
+                        model=model.model_id,
+                        error=str(e),
+                        signal=e.signal,
+                        stage=e.stage,
+                    )
+                )
+                progress.rung_failed(ref.display, str(e))
+                continue
             finally:
                 model.close()
             outputs = [a.text for a in answers]
             extra: dict[str, Any] = {}
-            if judge is not None and judge_spec is not None:
-                from rung.tasks.generate import judge_requests
-
+            if judge is not None:
                 verdicts, _ = await answer_requests(
                     judge,
-                    judge_requests(judge_spec, outputs, test),
+                    kind.judge_requests(task, outputs, test),
                     cache,
                     progress,
                     f"{ref.display} (judge)",
                 )
                 extra["verdicts"] = [v.text for v in verdicts]
             scores = kind.score(task, outputs, test, resamples=resamples, seed=seed_value, **extra)
-            fresh = [a for a in answers if not a.cached]
-            timed = fresh or answers
-            secs = wall or sum(a.latency_ms for a in timed) / 1000
             rungs.append(
-                TaskRungResult(
-                    model=model.model_id,
-                    label=ref.display,
-                    n=len(answers),
-                    quality={
-                        k: Metric(value=v.value, ci95=v.ci95) for k, v in scores.metrics.items()
-                    },
-                    primary=scores.primary,
-                    extras=scores.extras,
-                    latency_ms=_latency([a.latency_ms for a in answers]),
-                    tokens=_tokens(answers),
-                    throughput_per_s=len(timed) / secs if secs else 0.0,
-                    output_tokens_per_s=sum(a.tokens_out for a in timed) / secs if secs else 0.0,
-                    cached=sum(a.cached for a in answers),
-                    judge=judge.model_id if judge is not None else None,
+                _rung_result(
+                    ref,
+                    model,
+                    answers,
+                    scores,
+                    measured,
+                    judge.model_id if judge is not None else None,
+                    spec,
                 )
             )
             for item, answer, values in zip(test, answers, scores.per_item, strict=True):
@@ -256,7 +484,7 @@ async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progre
                         predicted=answer.text,
                         confidence=None,
                         scores={},
-                        latency_ms=answer.latency_ms,
+                        latency_ms=round(answer.latency_ms, 3),
                         tokens_in=answer.tokens_in,
                         tokens_out=answer.tokens_out,
                         raw=answer.text,
@@ -270,17 +498,77 @@ async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progre
             judge.close()
         if cache:
             cache.close()
-    results = TaskRunResults(
+    if not rungs:
+        reasons = "; ".join(f.error for f in failed)
+        raise RunError(f"no rung could be measured, so no run was written: {reasons}")
+    results = RunResults(
         rung_version=__version__,
         name=spec.name,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        task_type=kind.task_type,
-        n_train=len(train),
-        n_test=len(test),
-        seed=seed_value,
+        task=TaskSummary(
+            type=kind.task_type,
+            n_train=len(train),
+            n_test=len(test),
+            seed=seed_value,
+            data=_data_path(task, base_dir),
+            items_sha256=items_sha256((x.id, x.text, _gold_text(x)) for x in test),
+        ),
         rungs=rungs,
+        failed=failed,
     )
     return TaskRun(results=results, rows=rows, spec=spec)
+
+
+def _data_path(task: BaseModel, base_dir: Path) -> str:
+    data = getattr(task, "data", None)
+    path = getattr(data, "path", None)
+    if isinstance(path, Path):
+        return str(path if path.is_absolute() else (base_dir / path).resolve())
+    return str(base_dir.resolve())
+
+
+def _load_key(model: Model, requests: list[GenerateRequest], measure: MeasureSpec) -> str | None:
+    if measure.load is None:
+        return None
+    fingerprint = model.fingerprint()
+    keys = [generate_key(fingerprint, r) for r in requests]
+    return f"load:gen:{stable_hash([fingerprint, keys, measure.load.model_dump()])}"
+
+
+async def _probe(
+    ref: ModelRef,
+    model: Model,
+    requests: list[GenerateRequest],
+    measure: MeasureSpec,
+    cache: ResponseCache | None,
+    progress: Progress,
+) -> dict[str, Any] | None:
+    """The rung's memory reading (cached, or measured in a fresh process), and before an
+    in-process rung loads here, proof that it loads and answers without killing its process:
+    native code that crashes (llama.cpp, torch) raises ModelCrashError from the fresh process,
+    and the other rungs still run. The memory probe, when memory is measured, is that process."""
+    if not model.in_process:
+        return None
+    fingerprint = model.fingerprint()
+    mem_key = f"memory:gen:{fingerprint}"
+    memory = cache.get_fact(mem_key) if cache and measure.memory else None
+    if measure.memory and memory is None:
+        progress.step(ref.display, "measuring memory in a fresh process")
+        probed = await asyncio.to_thread(
+            probe_rung, ref.id, ref.options, (), None, generate=True, memory=True
+        )
+        if cache and probed.memory is not None:
+            cache.put_fact(mem_key, probed.memory)
+        return probed.memory
+    keys = [generate_key(fingerprint, r) for r in requests]
+    load_key = _load_key(model, requests, measure)
+    loads_here = cache is None or len(cache.get_many(keys)) < len(keys)
+    if not loads_here and cache is not None and load_key is not None:
+        loads_here = cache.get_fact(load_key) is None
+    if loads_here:
+        progress.step(ref.display, "loading in a fresh process first")
+        await asyncio.to_thread(probe_rung, ref.id, ref.options, (), None, generate=True)
+    return memory
 
 
 def run_task(
@@ -291,18 +579,3 @@ def run_task(
     progress: Progress | None = None,
 ) -> TaskRun:
     return asyncio.run(_run(spec, base_dir, use_cache, progress or SilentProgress()))
-
-
-def write_task_run(run: TaskRun, out: Path) -> None:
-    """The run folder: results.json, predictions.jsonl, spec.yaml and report.md."""
-    from rung.report.tasks import task_markdown
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(run.results.to_text(), encoding="utf-8")
-    (out / "predictions.jsonl").write_text(
-        "".join(row.to_line() + "\n" for row in run.rows), encoding="utf-8"
-    )
-    (out / "spec.yaml").write_text(
-        yaml.safe_dump(run.spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-    )
-    (out / "report.md").write_text(task_markdown(run.results), encoding="utf-8")

@@ -7,7 +7,15 @@ Below the middle floor: ``compare`` writes runs, ``advise``, ``route``, ``report
 """
 
 from rung.runs.folder import RunFolder
-from rung.runs.quality import QUALITY_MODELS, ClassifyQuality, Metric, Quality, TaskQuality
+from rung.runs.quality import (
+    QUALITY_MODELS,
+    ClassifyQuality,
+    Metric,
+    Quality,
+    TaskQuality,
+    TextQuality,
+    quality_model,
+)
 from rung.runs.record import (
     RECORD_VERSION,
     BaselineRow,
@@ -51,8 +59,10 @@ __all__ = [
     "RungResult",
     "TaskQuality",
     "TaskSummary",
+    "TextQuality",
     "TimeToFirstToken",
     "Tokens",
     "load_spec",
     "parse_spec",
+    "quality_model",
 ]

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from rung.errors import DataError, RunError, RungError, validation_message
 from rung.runs.record import PredictionRow, RunResults
@@ -150,7 +150,7 @@ class RunFolder:
         self,
         results: RunResults,
         predictions: Sequence[PredictionRow],
-        spec: CompareSpec,
+        spec: BaseModel,
         reports: Mapping[str, str] | None = None,
     ) -> None:
         """Write the run (``spec`` as ``spec_as_run`` gives it; ``reports``: file name → text),

@@ -2,25 +2,25 @@
 task type.
 
 Every task's quality model shares one core: ``metrics()``, the task's headline figures by
-name, each a ``Metric`` (a value and its bootstrap 95% interval), and ``primary``, the one
+name, each a ``Metric`` (a value and its bootstrap 95% interval), and ``primary_metric()``, the one
 that ranks rungs by default. Code that only shows or compares figures (GraphQL, the Pareto
 plots) reads that core and works for any task; the task's extras (classify's per-class scores
 and confusion matrix) are read by the code that draws them.
 
 Classify's figures are stored under their own names (``quality.accuracy``, not
-``quality.metrics.accuracy``), as results.json has always had them. A new task adds:
+``quality.metrics.accuracy``), as results.json has always had them. Every other task type
+(extract, summarize, translate, answer, a plugin's) has ``TextQuality``: its scorer's metrics by
+name, the one that ranks, and figures without an interval. A task whose figures need a shape of
+their own (classify's confusion matrix) adds its model here and to ``TaskQuality`` and
+``QUALITY_MODELS``.
 
-1. its model here, e.g. ``ExtractQuality`` with ``task = "extract"``, its ``Metric`` fields
-   (entity precision, recall and F1) and its extras, with ``metrics()`` and ``primary``;
-2. its name to ``TaskType`` and its model to ``TaskQuality`` (a union) and ``QUALITY_MODELS``.
-
-``RunResults`` then reads its quality by the run's ``task.type``: a quality that does not fit
-the task's model is refused with the field that is wrong.
+``RunResults`` reads its quality by the run's ``task.type`` (``quality_model``): a quality that
+does not fit the task's model is refused with the field that is wrong.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,8 @@ __all__ = [
     "Quality",
     "TaskQuality",
     "TaskType",
+    "TextQuality",
+    "quality_model",
 ]
 
 
@@ -54,13 +56,15 @@ class Metric(Record):
 class Quality(Record):
     """What every task's quality model offers: its headline metrics by name."""
 
-    #: the task type whose rungs carry this model
+    #: the task type whose rungs carry this model ("*": every type without a model of its own)
     task: ClassVar[str]
-    #: the metric that ranks rungs when the user names none
-    primary: ClassVar[str]
 
     def metrics(self) -> dict[str, Metric]:
         """The task's headline metrics, in the order reports show them."""
+        raise NotImplementedError
+
+    def primary_metric(self) -> str:
+        """The metric that ranks rungs when the user names none."""
         raise NotImplementedError
 
 
@@ -101,9 +105,43 @@ class ClassifyQuality(Quality):
     def metrics(self) -> dict[str, Metric]:
         return {"accuracy": self.accuracy, "macro_f1": self.macro_f1}
 
+    def primary_metric(self) -> str:
+        return self.primary
 
-#: the task types a run record can hold
-TaskType = Literal["classify"]
-#: the quality of one rung: one model per task type (a union once a second task joins)
-TaskQuality = ClassifyQuality
-QUALITY_MODELS: dict[str, type[Quality]] = {m.task: m for m in (ClassifyQuality,)}
+
+class TextQuality(Quality):
+    """Quality of a rung on a task whose answers are text (extract, summarize, translate,
+    generate, answer, a plugin's): the task's scorer's metrics with intervals."""
+
+    task: ClassVar[str] = "*"
+
+    scores: dict[str, Metric] = Field(
+        description="The task's metrics by name (entity F1, ROUGE-L, chrF, ...), in the "
+        "scorer's order."
+    )
+    primary: str = Field(description="The metric that ranks rungs by default.")
+    extras: dict[str, float] = Field(
+        default_factory=dict,
+        description="Figures without an interval (invalid answers, mean length, ...).",
+    )
+    judge: str | None = Field(
+        default=None, description="The model id of the LLM judge that graded, when one did."
+    )
+
+    def metrics(self) -> dict[str, Metric]:
+        return dict(self.scores)
+
+    def primary_metric(self) -> str:
+        return self.primary
+
+
+#: the task types a run record can hold: classify, or any registered task type
+TaskType = str
+#: the quality of one rung: classify's own model, or a text task's metrics
+TaskQuality = ClassifyQuality | TextQuality
+QUALITY_MODELS: dict[str, type[Quality]] = {m.task: m for m in (ClassifyQuality, TextQuality)}
+
+
+def quality_model(task_type: str) -> type[Quality]:
+    """The quality model of a task type's rungs."""
+    return QUALITY_MODELS.get(task_type, TextQuality)

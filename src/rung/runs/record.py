@@ -19,7 +19,14 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rung.runs.quality import QUALITY_MODELS, Metric, Record, TaskQuality, TaskType
+from rung.runs.quality import (
+    ClassifyQuality,
+    Metric,
+    Record,
+    TaskQuality,
+    TaskType,
+    quality_model,
+)
 
 __all__ = [
     "RECORD_VERSION",
@@ -193,11 +200,14 @@ class TaskSummary(Record):
     """The task the rungs were measured on."""
 
     type: TaskType = Field(description="The task type; it decides the shape of each quality.")
-    labels: list[str] = Field(description="The label set, in the order reports show it.")
+    labels: list[str] = Field(
+        default_factory=list,
+        description="The label set, in the order reports show it (classify; empty otherwise).",
+    )
     n_train: int = Field(description="Training examples (for rungs that train).")
     n_test: int = Field(description="Test examples every rung answered.")
     seed: int = Field(description="Seed of the splits and the bootstrap.")
-    data: str = Field(description="The data file, as an absolute path.")
+    data: str = Field(description="The data file (or folder), as an absolute path.")
     items_sha256: str | None = Field(
         default=None,
         description="SHA-256 of the test items (ids, texts, gold answers), so that `rung check` "
@@ -270,7 +280,7 @@ class RunResults(Record):
 
     @model_validator(mode="after")
     def _quality_of_the_task(self) -> RunResults:
-        expected = QUALITY_MODELS[self.task.type]
+        expected = quality_model(self.task.type)
         for i, r in enumerate(self.rungs):
             if not isinstance(r.quality, expected):
                 raise ValueError(
@@ -281,7 +291,10 @@ class RunResults(Record):
     def beats_guessing(self, rung: RungResult) -> bool:
         """Whether the rung is clearly better than guessing: the lower end of its accuracy's
         interval above the accuracy of every baseline (always the majority class, random).
-        A record without baselines (written before they were) counts every rung as better."""
+        A record without baselines (written before they were, or of a task that has none)
+        counts every rung as better."""
+        if not isinstance(rung.quality, ClassifyQuality):
+            return True
         low = rung.quality.accuracy.ci95[0]
         return all(low > b.accuracy.value for b in self.baselines)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -153,6 +153,18 @@ class GenerateKind(TaskKind[GenerateTask, list[str]]):
             )
             extras["judge_ungraded"] = float(sum(g is None for g in grades))
         return TaskScores(per_item, metrics, self.primary, extras)
+
+    def judge(self, spec: GenerateTask) -> tuple[str, dict[str, Any]] | None:
+        return (spec.judge.model, spec.judge.options) if spec.judge is not None else None
+
+    def judge_requests(
+        self,
+        spec: GenerateTask,
+        outputs: Sequence[str | None],
+        items: Sequence[Item[list[str]]],
+    ) -> list[GenerateRequest]:
+        assert spec.judge is not None
+        return judge_requests(spec.judge, outputs, items)
 
 
 class ChatKind(GenerateKind):

@@ -115,7 +115,20 @@ class TaskKind(ABC, Generic[SpecT, RefT]):
         resamples: int = 1000,
         seed: int = 0,
     ) -> TaskScores:
-        """Pure: the rung's outputs (None for no answer) against the items' references."""
+        """Pure: the rung's outputs (None for no answer) against the items' references.
+
+        A kind with a judge (``judge_requests``) takes its replies as ``verdicts=``."""
+
+    def judge(self, spec: SpecT) -> tuple[str, dict[str, Any]] | None:
+        """The judge rung the spec names (model id, backend options), or None."""
+        return None
+
+    def judge_requests(
+        self, spec: SpecT, outputs: Sequence[str | None], items: Sequence[Item[RefT]]
+    ) -> list[GenerateRequest]:
+        """The requests that ask the judge to grade each output (one per output); the runner
+        asks them through the response cache, so grading again costs nothing."""
+        raise NotImplementedError(f"the {self.task_type} task has no judge")
 
 
 @cache
