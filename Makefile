@@ -66,7 +66,6 @@ schema: install
 	$(BIN)/rung schema prediction > schemas/prediction-row.schema.json
 	$(BIN)/rung flow schema > schemas/flow.schema.json
 	$(BIN)/rung schema answer-spec > schemas/answer-spec.schema.json
-	$(BIN)/rung schema task-results > schemas/task-results.schema.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

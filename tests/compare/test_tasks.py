@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from rung.cli.main import app
 from rung.compare.tasks import load_task_spec, run_task
-from rung.runs.record import PredictionRow
-from rung.runs.task_record import TaskRunResults
+from rung.runs.quality import TextQuality
+from rung.runs.record import PredictionRow, RunResults
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 runner = CliRunner()
@@ -37,18 +37,32 @@ def test_compare_extract_with_smollm2(shared_data: Path, tmp_path: Path) -> None
                     },
                 },
                 "models": ["llamacpp:smollm2-135m-instruct"],
-                "measure": {"bootstrap": 100},
+                "measure": {
+                    "bootstrap": 100,
+                    "load": {"concurrency": [1, 2], "requests": 2, "max_seconds": 10},
+                },
             }
         )
     )
     out = tmp_path / "run"
     result = runner.invoke(app, ["compare", str(spec), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    results = TaskRunResults.model_validate_json((out / "results.json").read_text())
+    results = RunResults.model_validate_json((out / "results.json").read_text())
     (rung,) = results.rungs
-    assert results.task_type == "extract" and rung.n == 2 and rung.cached == 0
-    assert set(rung.quality) == {"precision", "recall", "f1"} and rung.primary == "f1"
+    assert results.task.type == "extract" and rung.n == 2 and rung.cached == 0
+    assert isinstance(rung.quality, TextQuality)
+    assert (
+        set(rung.quality.scores) == {"precision", "recall", "f1"} and rung.quality.primary == "f1"
+    )
     assert rung.tokens.out > 0 and rung.latency_ms.p50 > 0
+    # measured like a classify rung: a load test on the task's requests, memory, cost
+    assert rung.load is not None and [lv.concurrency for lv in rung.load] == [1, 2]
+    assert rung.load[0].requests > 0 and rung.load[0].ttft_ms is not None
+    assert rung.memory_mb.peak_rss is not None and rung.memory_mb.peak_rss > 0
+    assert rung.cost_usd_per_1k is not None and rung.params is not None
+    assert results.task.items_sha256
+    html = (out / "report.html").read_text()
+    assert "f1 [95% CI]" in html and 'id="load"' in html
     rows = [PredictionRow.model_validate_json(line) for line in (out / "predictions.jsonl").open()]
     assert len(rows) == 2 and all(r.generated is not None and r.item_metrics for r in rows)
     assert "| llamacpp:smollm2-135m-instruct |" in (out / "report.md").read_text()
@@ -78,13 +92,14 @@ def test_chat_graded_by_a_judge_through_the_cache(tmp_path: Path) -> None:
                 "judge": {"model": "llamacpp:smollm2-135m-instruct"},
             },
             "models": ["llamacpp:gemma-3-270m"],
-            "measure": {"bootstrap": 100},
+            "measure": {"bootstrap": 100, "load": None, "memory": False},
         }
     )
     first = run_task(spec, tmp_path)
     (rung,) = first.results.rungs
-    assert {"rougeL", "token_f1", "judge"} <= set(rung.quality)
-    assert rung.judge == "llamacpp:smollm2-135m-instruct"
+    assert isinstance(rung.quality, TextQuality)
+    assert {"rougeL", "token_f1", "judge"} <= set(rung.quality.scores)
+    assert rung.quality.judge == "llamacpp:smollm2-135m-instruct"
     second = run_task(spec, tmp_path)
     assert second.results.rungs[0].cached == 2
     assert second.results.rungs[0].quality == rung.quality

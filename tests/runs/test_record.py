@@ -82,16 +82,16 @@ def test_what_is_not_a_record_of_this_version_is_refused_by_field() -> None:
         RunResults.model_validate(typo)
     missing = json.loads(json.dumps(data))
     del missing["rungs"][1]["quality"]["macro_f1"]
-    with pytest.raises(ValidationError, match=r"rungs\.1\.quality\.macro_f1"):
+    with pytest.raises(ValidationError, match=r"rungs\.1\.quality\..*macro_f1"):
         RunResults.model_validate(missing)
     other_task = json.loads(json.dumps(data))
     other_task["task"]["type"] = "summarize"
-    with pytest.raises(ValidationError, match=r"task\.type"):
+    with pytest.raises(ValidationError, match=r"not the quality of a summarize task"):
         RunResults.model_validate(other_task)
 
 
 def test_every_task_type_has_a_quality_model_with_named_metrics() -> None:
-    assert list(QUALITY_MODELS) == ["classify"] and QUALITY_MODELS["classify"] is ClassifyQuality
+    assert QUALITY_MODELS["classify"] is ClassifyQuality
     quality = _sample().rungs[1].quality
     assert list(quality.metrics()) == ["accuracy", "macro_f1"]
     assert quality.metrics()[quality.primary].value == 0.9
@@ -107,7 +107,6 @@ def test_rung_schema_prints_each_published_schema() -> None:
         ([], "compare-spec"),
         (["results"], "run-results"),
         (["prediction"], "prediction-row"),
-        (["task-results"], "task-results"),
     ):
         result = runner.invoke(app, ["schema", *what])
         assert result.exit_code == 0, result.output

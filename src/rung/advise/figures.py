@@ -9,7 +9,7 @@ from typing import Literal
 from rung.catalog.cards import ModelCard
 from rung.errors import DataError
 from rung.runs.quality import Metric
-from rung.runs.record import RungResult, RunResults
+from rung.runs.record import RungResult, RunResults, classify_quality
 
 __all__ = [
     "CONSTRAINT_SHORT",
@@ -126,7 +126,7 @@ def _interval(m: Metric) -> Interval:
 
 
 def _figures(r: RungResult, guessing: tuple[str, float] | None = None) -> RungFigures:
-    q = r.quality
+    q = classify_quality(r)
     return RungFigures(
         label=r.label,
         model=r.model,
@@ -160,6 +160,11 @@ def parse_results(results: RunResults) -> list[RungFigures]:
     """The figures the advice works on, for each rung of a run."""
     if not results.rungs:
         raise DataError("results.json holds no rungs; run `rung compare` first")
+    if results.task.type != "classify":
+        raise DataError(
+            f"rung advise reads classify runs; this is a {results.task.type} run, whose figures "
+            "are in its report.md and results.json"
+        )
     best = max(results.baselines, key=lambda b: b.accuracy.value, default=None)
     guessing = (f"{best.name} ({best.rule})", best.accuracy.value) if best else None
     return [_figures(r, guessing) for r in results.rungs]

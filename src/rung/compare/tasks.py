@@ -169,6 +169,8 @@ async def answer_requests(
     progress: Progress,
     label: str,
     facts: dict[str, Any] | None = None,
+    *,
+    started: bool = False,
 ) -> tuple[list[Answer], float]:
     """Every request's answer, from the cache or from the model (loaded only when some are
     missing, asked one at a time so latency is what one caller waits); and the seconds the
@@ -178,7 +180,10 @@ async def answer_requests(
     answers: dict[int, Answer] = {
         i: Answer(**stored[k], cached=True) for i, k in enumerate(keys) if k in stored
     }
-    progress.rung_started(label, len(requests), len(answers))
+    if started:  # the caller showed the rung's bar already
+        progress.advance(label, len(answers))
+    else:
+        progress.rung_started(label, len(requests), len(answers))
     wall = 0.0
     todo = [i for i in range(len(requests)) if i not in answers]
     if todo:
@@ -188,7 +193,7 @@ async def answer_requests(
         if facts is not None:
             facts["load_s"] = time.perf_counter() - t_load
         progress.step(label, "answering")
-        started = time.perf_counter()
+        t_answer = time.perf_counter()
         for i in todo:
             t0 = time.perf_counter()
             gen = await model.generate(requests[i])
@@ -202,7 +207,7 @@ async def answer_requests(
                 cache.put(keys[i], model.model_id, value)
             answers[i] = Answer(**value, cached=False)
             progress.advance(label, 1)
-        wall = time.perf_counter() - started
+        wall = time.perf_counter() - t_answer
     progress.rung_finished(label)
     return [answers[i] for i in range(len(requests))], wall
 
@@ -419,10 +424,11 @@ async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progre
     try:
         for ref, model in models:
             try:
+                progress.rung_started(ref.display, len(gen_requests), 0)
                 memory = await _probe(ref, model, gen_requests, spec.measure, cache, progress)
                 facts: dict[str, Any] = {}
                 answers, wall = await answer_requests(
-                    model, gen_requests, cache, progress, ref.display, facts
+                    model, gen_requests, cache, progress, ref.display, facts, started=True
                 )
                 measured = await _measure(
                     ref,

@@ -19,7 +19,7 @@ import plotly.offline  # type: ignore[import-untyped]
 from rung import fmt
 from rung.report import plots
 from rung.report.markdown import find_disagreements
-from rung.runs.record import Metric, PredictionRow, RungResult, RunResults
+from rung.runs.record import Metric, PredictionRow, RungResult, RunResults, classify_quality
 
 __all__ = ["MAX_DISAGREEMENTS", "render_html", "write_html"]
 
@@ -89,9 +89,9 @@ def _header(results: RunResults) -> str:
     task = results.task
     labels = list(task.labels)
     title = results.name or "Comparison"
+    into = f" into {len(labels)} labels ({_e(', '.join(labels))})" if labels else ""
     return (
-        f"<header><h1>{_e(title)}</h1><p>Task: <b>{_e(task.type)}</b> into "
-        f"{len(labels)} labels ({_e(', '.join(labels))}); {_e(task.n_test)} test "
+        f"<header><h1>{_e(title)}</h1><p>Task: <b>{_e(task.type)}</b>{into}; {_e(task.n_test)} test "
         f"examples, {_e(task.n_train)} training examples, seed "
         f'{_e(task.seed)}.</p><p class="note">Data: <code>{_e(task.data)}'
         f"</code>. Made by rung {_e(results.rung_version)} at "
@@ -100,7 +100,52 @@ def _header(results: RunResults) -> str:
     )
 
 
+def _text_summary(results: RunResults) -> str:
+    """The summary of a text task's run: each metric of the task with its interval."""
+    names: list[str] = []
+    for r in results.rungs:
+        for name in [r.quality.primary_metric(), *r.quality.metrics()]:
+            if name not in names:
+                names.append(name)
+    headers = [
+        "rung", *(f"{n} [95% CI]" for n in names), "p50 ms", "p95 ms", "requests/s",
+        "tokens in / out", "$ / 1k req", "peak RSS", "est. memory", "params", "size",
+    ]  # fmt: skip
+    rows = []
+    for r in results.rungs:
+        found, lat, tok, mem = r.quality.metrics(), r.latency_ms, r.tokens, r.memory_mb
+        rows.append(
+            [
+                r.label,
+                *(_est(found[n]) if n in found else "-" for n in names),
+                _f(lat.p50),
+                _f(lat.p95),
+                _f(r.throughput_per_s, ".2f"),
+                f"{_f(tok.in_per_request, '.0f')} / {_f(tok.out_per_request)}",
+                _usd(r.cost_usd_per_1k),
+                _mb(mem.peak_rss),
+                _mb(mem.estimate),
+                fmt.params(r.params, "?"),
+                fmt.bytes_(r.file_size_bytes, "?"),
+            ]
+        )
+    primary = results.rungs[0].quality.primary_metric()
+    best = max(results.rungs, key=lambda r: r.quality.metrics()[primary].value)
+    verdict = f"Best {primary}: {best.label} ({best.quality.metrics()[primary].value:.3f})."
+    return _section(
+        "summary",
+        "Summary",
+        Markup('<div class="wide">'),
+        _table(headers, rows, "figures"),
+        Markup("</div>"),
+        Markup(f"<p>{_e(verdict)}</p>"),
+        *(Markup(f'<p class="failed">Not measured: {_e(f.error)}</p>') for f in results.failed),
+    )
+
+
 def _summary(results: RunResults) -> str:
+    if results.task.type != "classify":
+        return _text_summary(results)
     rungs, failed = results.rungs, results.failed
     headers = [
         "rung", "accuracy [95% CI]", "macro-F1 [95% CI]", "invalid", "p50 ms", "p95 ms",
@@ -109,7 +154,7 @@ def _summary(results: RunResults) -> str:
     ]  # fmt: skip
     rows = []
     for r in rungs:
-        q, lat, tok, mem = r.quality, r.latency_ms, r.tokens, r.memory_mb
+        q, lat, tok, mem = classify_quality(r), r.latency_ms, r.tokens, r.memory_mb
         rows.append(
             [
                 r.label,
@@ -135,9 +180,13 @@ def _summary(results: RunResults) -> str:
             + ["-"] * (len(headers) - 3)
         )
     guessing = [r.label for r in rungs if not results.beats_guessing(r)]
-    best = max(rungs, key=lambda r: r.quality.accuracy.value)
-    acc = best.quality.accuracy
-    tied = [r.label for r in rungs if r is not best and r.quality.accuracy.ci95[1] >= acc.ci95[0]]
+    best = max(rungs, key=lambda r: classify_quality(r).accuracy.value)
+    acc = classify_quality(best).accuracy
+    tied = [
+        r.label
+        for r in rungs
+        if r is not best and classify_quality(r).accuracy.ci95[1] >= acc.ci95[0]
+    ]
     verdict = f"Most accurate: {best.label} ({acc.value:.3f})."
     if tied:
         verdict += (
@@ -174,8 +223,10 @@ def _calibration(rungs: Sequence[RungResult]) -> Markup:
         if cal is None or cal.method == "none":
             continue
         words = ", ".join(f"{lab} → {w}" if lab != w else lab for lab, w in cal.verbalizer.items())
-        raw = _est(r.quality_raw.accuracy) if r.quality_raw is not None else "-"
-        rows.append([r.label, cal.method, words, cal.examples, raw, _est(r.quality.accuracy)])
+        raw = _est(r.quality_raw.metrics()["accuracy"]) if r.quality_raw is not None else "-"
+        rows.append(
+            [r.label, cal.method, words, cal.examples, raw, _est(classify_quality(r).accuracy)]
+        )
     if not rows:
         return Markup("")
     headers = ["rung", "calibration", "words", "training examples", "accuracy raw", "calibrated"]
@@ -314,7 +365,7 @@ def _confusion(rungs: Sequence[RungResult]) -> str:
             ["label", "precision", "recall", "F1", "support"],
             (
                 [lab, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", c.support]
-                for lab, c in r.quality.per_class.items()
+                for lab, c in classify_quality(r).per_class.items()
             ),
             "figures small",
         )
@@ -525,6 +576,7 @@ def render_html(
     """The report page for ``results`` (results.json), ``predictions`` (the rows of
     predictions.jsonl) and, when given, ``advice`` (``Advice.to_json()``)."""
     rungs = results.rungs
+    classify = results.task.type == "classify"
     sections = [
         _summary(results),
         _advice(advice),
@@ -532,8 +584,8 @@ def render_html(
         _load(rungs),
         _cost(results),
         _memory(rungs),
-        _confusion(rungs),
-        _disagreements(rungs, predictions),
+        _confusion(rungs) if classify else "",
+        _disagreements(rungs, predictions) if classify else "",
     ]
     body = "".join(sections)
     titles = [

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rung import fmt
-from rung.runs.record import LoadLevel, Metric, RungResult, RunResults
+from rung.runs.record import LoadLevel, Metric, RungResult, RunResults, classify_quality
 
 __all__ = ["Disagreement", "find_disagreements", "render_markdown"]
 
@@ -139,10 +139,10 @@ def _calibration_section(rungs: Sequence[RungResult]) -> list[str]:
         cal = r.calibration
         assert cal is not None
         words = ", ".join(f"{lab} → {w}" if lab != w else lab for lab, w in cal.verbalizer.items())
-        raw = _est(r.quality_raw.accuracy) if r.quality_raw is not None else "-"
+        raw = _est(r.quality_raw.metrics()["accuracy"]) if r.quality_raw is not None else "-"
         out.append(
             f"| {_md_cell(r.label)} | {cal.method} | {_md_cell(words)} | {cal.examples} "
-            f"| {raw} | {_est(r.quality.accuracy)} |"
+            f"| {raw} | {_est(classify_quality(r).accuracy)} |"
         )
     return out
 
@@ -168,7 +168,7 @@ def render_markdown(results: RunResults, disagreements: Sequence[Disagreement]) 
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rungs:
-        q = r.quality
+        q = classify_quality(r)
         lat = r.latency_ms
         tok = r.tokens
         out.append(
@@ -184,13 +184,14 @@ def render_markdown(results: RunResults, disagreements: Sequence[Disagreement]) 
             "| - | - | - | - | - | - | - | - | - |"
         )
     guessing = [r.label for r in rungs if not results.beats_guessing(r)]
-    best = max(rungs, key=lambda r: r.quality.accuracy.value)
+    best = max(rungs, key=lambda r: classify_quality(r).accuracy.value)
     tied = [
         r.label
         for r in rungs
-        if r is not best and r.quality.accuracy.ci95[1] >= best.quality.accuracy.ci95[0]
+        if r is not best
+        and classify_quality(r).accuracy.ci95[1] >= classify_quality(best).accuracy.ci95[0]
     ]
-    out += ["", f"Most accurate: **{best.label}** ({best.quality.accuracy.value:.3f})."]
+    out += ["", f"Most accurate: **{best.label}** ({classify_quality(best).accuracy.value:.3f})."]
     if tied:
         out.append(
             f"Its interval overlaps those of {', '.join(tied)}: on this sample they are not "
@@ -214,11 +215,11 @@ def render_markdown(results: RunResults, disagreements: Sequence[Disagreement]) 
             "| label | precision | recall | F1 | support |",
             "|---|---|---|---|---|",
         ]
-        for lab, c in r.quality.per_class.items():
+        for lab, c in classify_quality(r).per_class.items():
             out.append(
                 f"| {_md_cell(lab)} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} |"
             )
-        conf = r.quality.confusion
+        conf = classify_quality(r).confusion
         out += ["", "Confusion matrix (rows: gold, columns: predicted):", ""]
         out.append("| gold \\ predicted | " + " | ".join(_md_cell(c) for c in conf.columns) + " |")
         out.append("|---" * (len(conf.columns) + 1) + "|")

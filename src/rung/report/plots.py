@@ -18,7 +18,7 @@ import plotly.graph_objects as go  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
 from rung.plot_style import FONT, colour
-from rung.runs.record import LoadLevel, RungResult
+from rung.runs.record import LoadLevel, RungResult, classify_quality
 
 __all__ = [
     "ParetoAxis",
@@ -160,7 +160,7 @@ def pareto_figure(
     ``axis`` for the rungs whose x is known, the frontier drawn as a line through its points
     and with filled markers."""
     if metric is None:
-        metric = rungs[0].quality.primary if rungs else "accuracy"
+        metric = rungs[0].quality.primary_metric() if rungs else "accuracy"
     shown = [(i, r, x) for i, r in enumerate(rungs) if (x := axis.value(r)) is not None]
     points = [(x, r.quality.metrics()[metric].value) for _, r, x in shown]
     frontier = set(pareto_frontier(points))
@@ -303,7 +303,7 @@ def load_figure(rungs: Sequence[RungResult]) -> go.Figure | None:
 
 def confusion_figure(r: RungResult, i: int) -> go.Figure:
     """Counts of gold (rows) against predicted (columns, with invalid answers last)."""
-    conf = r.quality.confusion
+    conf = classify_quality(r).confusion
     rows = [_t(lab) for lab in conf.labels]
     cols = [_t(lab) for lab in conf.columns]
     matrix = conf.matrix

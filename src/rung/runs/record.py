@@ -45,6 +45,7 @@ __all__ = [
     "TaskSummary",
     "TimeToFirstToken",
     "Tokens",
+    "classify_quality",
 ]
 
 RECORD_VERSION = 1
@@ -194,6 +195,14 @@ class RungResult(Record):
         at a time."""
         levels = [lv.throughput_per_s for lv in self.load or [] if not lv.errors]
         return max([self.throughput_per_s, *levels])
+
+
+def classify_quality(r: RungResult) -> ClassifyQuality:
+    """The classify figures of a rung of a classify run (its confusion matrix, per-class
+    scores); refused for a rung of another task, whose quality has the task's own metrics."""
+    if not isinstance(r.quality, ClassifyQuality):
+        raise TypeError(f"{r.label} was measured on a text task; it has no classify figures")
+    return r.quality
 
 
 class TaskSummary(Record):
