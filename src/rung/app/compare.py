@@ -11,21 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from rung.advise.advice import Constraints
 from rung.advise.run import advice_for_results
 from rung.compare.results import prediction_rows, summarize
 from rung.compare.runner import RungRun, prepare, run_rungs
 from rung.compare.tasks import TaskSpec, is_task_spec, load_task_spec, run_task
-from rung.errors import RunError, SpecError
+from rung.errors import RunError
 from rung.report.html import render_html
 from rung.report.markdown import find_disagreements, render_markdown
 from rung.report.tasks import task_markdown
 from rung.responses import Progress
-from rung.runs import CompareSpec, RunFolder, RunResults, load_spec, parse_spec
+from rung.runs import CompareSpec, RunFolder, RunResults, parse_spec
 from rung.runs.items import items_sha256
-from rung.runs.spec import spec_as_run
+from rung.runs.spec import read_spec_data, spec_as_run
 
 __all__ = ["AnySpec", "CompareResult", "compare_spec", "compare_spec_file", "load_any_spec"]
 
@@ -41,26 +39,12 @@ class CompareResult:
     runs: list[RungRun] = field(default_factory=list)
 
 
-def read_spec_data(path: Path) -> object:
-    """The YAML data of a spec file, or one line saying why it cannot be read."""
-    if not path.is_file():
-        raise SpecError(f"spec file not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a UTF-8 text file") from None
-
-
 def load_any_spec(path: Path) -> AnySpec:
     """The spec at ``path``, as its task type's model."""
     data = read_spec_data(path)
     if is_task_spec(data):
         return load_task_spec(data, str(path))
-    return parse_spec(data, str(path)) if data is not None else load_spec(path)
+    return parse_spec(data, str(path))
 
 
 def compare_spec(

@@ -18,14 +18,23 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rung.errors import RungError
 from rung.models.base import ClassifyRequest, GenerateRequest, Model
 from rung.models.runtime import ModelRuntime
+from rung.responses import Progress
+from rung.runs.spec import LoadSpec
 from rung.tasks.metrics import percentile
 
-__all__ = ["LevelResult", "drive", "run_generate_level", "run_level", "time_to_first_token"]
+__all__ = [
+    "LevelResult",
+    "drive",
+    "load_test",
+    "run_generate_level",
+    "run_level",
+    "time_to_first_token",
+]
 
 RequestT = TypeVar("RequestT")
 
@@ -199,3 +208,31 @@ async def time_to_first_token(
     if not times:
         return None
     return {"p50": percentile(times, 50), "p95": percentile(times, 95), "n": float(len(times))}
+
+
+async def load_test(
+    model: Model,
+    requests: Sequence[ClassifyRequest] | Sequence[GenerateRequest],
+    spec: LoadSpec,
+    progress: Progress,
+    label: str,
+    level: Callable[[int], Awaitable[LevelResult]],
+) -> list[dict[str, Any]]:
+    """Every level of ``spec`` (``level(concurrency)`` runs one), as the record keeps them,
+    with the time to first token at each level for a rung that generates."""
+    levels = []
+    for concurrency in spec.concurrency:
+        progress.step(label, f"load test, {concurrency} concurrent")
+        entry: dict[str, Any] = (await level(concurrency)).to_json()
+        entry["ttft_ms"] = None
+        if model.can_generate:
+            # A smaller sample: the first token's time varies less than whole answers do.
+            entry["ttft_ms"] = await time_to_first_token(
+                model,
+                requests,
+                concurrency,
+                max_requests=max(concurrency, spec.requests // 4),
+                max_seconds=spec.max_seconds / 4,
+            )
+        levels.append(entry)
+    return levels

@@ -38,6 +38,7 @@ __all__ = [
     "cost_figure",
     "counterfactual",
     "memory_estimate_mb",
+    "memory_record",
     "prediction_rows",
     "record_cost",
     "rung_cost",
@@ -67,6 +68,23 @@ def memory_estimate_mb(
     if estimate.total_bytes is None:
         return None, "; ".join(estimate.notes) or "metadata incomplete"
     return estimate.total_bytes / MB, f"weights + KV cache at {estimate.context} tokens"
+
+
+def memory_record(
+    reading: dict[str, Any] | None, estimate: tuple[float | None, str], file_bytes: int | None
+) -> MemoryMb:
+    """The record's memory figures: the fresh process's reading (None when not measured),
+    the estimate from metadata and its basis, the size of the model's files."""
+    memory = reading or {}
+    return MemoryMb(
+        peak_rss=memory.get("peak_rss"),
+        baseline_rss=memory.get("baseline_rss"),
+        model_rss=memory.get("model_rss"),
+        peak_gpu=memory.get("peak_gpu"),
+        estimate=estimate[0],
+        estimate_basis=estimate[1],
+        file=file_bytes / MB if file_bytes else None,
+    )
 
 
 def _best_throughput(
@@ -139,10 +157,6 @@ def rung_summary(
     tokens_out = sum(r.prediction.tokens_out for r in run.records)
     n = len(run.records)
     info = run.info
-    estimate, estimate_basis = memory_estimate_mb(
-        run.model_id, run.ref.options, spec.measure.context
-    )
-    memory = dict(run.memory) if run.memory else {}
     cost = rung_cost(run, spec.cost)
     return RungResult(
         model=run.model_id,
@@ -165,14 +179,10 @@ def rung_summary(
         throughput_per_s=run.throughput_per_s,
         concurrency=run.concurrency,
         load=None if run.load is None else [LoadLevel.model_validate(lv) for lv in run.load],
-        memory_mb=MemoryMb(
-            peak_rss=memory.get("peak_rss"),
-            baseline_rss=memory.get("baseline_rss"),
-            model_rss=memory.get("model_rss"),
-            peak_gpu=memory.get("peak_gpu"),
-            estimate=estimate,
-            estimate_basis=estimate_basis,
-            file=info.file_size_bytes / MB if info.file_size_bytes else None,
+        memory_mb=memory_record(
+            run.memory,
+            memory_estimate_mb(run.model_id, run.ref.options, spec.measure.context),
+            info.file_size_bytes,
         ),
         cost_usd_per_1k=cost.usd_per_1k,
         cost=record_cost(cost),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rung.compare.calibrate import CalibrationPlan, Chosen, plan_calibration
-from rung.compare.load import run_level, time_to_first_token
+from rung.compare.load import LevelResult, load_test, run_level
 from rung.compare.probe import probe_rung, train_subset
 from rung.errors import ModelCrashError
 from rung.models import registry
@@ -102,30 +102,17 @@ def prepare(spec: CompareSpec, base_dir: Path) -> Prepared:
 async def _load_test(
     model: Model, requests: list[ClassifyRequest], spec: LoadSpec, progress: Progress, label: str
 ) -> list[dict[str, Any]]:
-    levels = []
-    for concurrency in spec.concurrency:
-        progress.step(label, f"load test, {concurrency} concurrent")
+    async def level(concurrency: int) -> LevelResult:
         async with ModelRuntime(model) as runtime:
-            level = await run_level(
+            return await run_level(
                 runtime,
                 requests,
                 concurrency,
                 max_requests=spec.requests,
                 max_seconds=spec.max_seconds,
             )
-        entry = level.to_json()
-        entry["ttft_ms"] = None
-        if model.can_generate:
-            # A smaller sample: the first token's time varies less than whole answers do.
-            entry["ttft_ms"] = await time_to_first_token(
-                model,
-                requests,
-                concurrency,
-                max_requests=max(concurrency, spec.requests // 4),
-                max_seconds=spec.max_seconds / 4,
-            )
-        levels.append(entry)
-    return levels
+
+    return await load_test(model, requests, spec, progress, label, level)
 
 
 def _train_json(data: TaskData) -> dict[str, Any]:

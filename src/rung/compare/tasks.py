@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rung import __version__
 from rung.catalog.costs import CostSpec
-from rung.compare.load import run_generate_level, time_to_first_token
+from rung.compare.load import LevelResult, load_test, run_generate_level
 from rung.compare.probe import probe_rung
-from rung.compare.results import cost_figure, memory_estimate_mb, record_cost
+from rung.compare.results import cost_figure, memory_estimate_mb, memory_record, record_cost
 from rung.errors import ModelCrashError, RunError, SpecError, validation_message
 from rung.models import registry
 from rung.models.base import GenerateRequest, Model, stable_hash
@@ -38,14 +38,19 @@ from rung.runs.record import (
     FailedRung,
     Latency,
     LoadLevel,
-    MemoryMb,
     PredictionRow,
     RungResult,
     RunResults,
     TaskSummary,
     Tokens,
 )
-from rung.runs.spec import CheckSpec, LoadSpec, MeasureSpec, ModelRef
+from rung.runs.spec import (
+    CheckSpec,
+    MeasureSpec,
+    ModelRef,
+    base_urls,
+    distinct_labels,
+)
 from rung.tasks import metrics
 from rung.tasks.registry import Item, TaskKind, TaskScores, kind_of, parse_task
 
@@ -84,17 +89,10 @@ class TaskSpec(BaseModel):
     @field_validator("models")
     @classmethod
     def _unique_names(cls, models: list[ModelRef]) -> list[ModelRef]:
-        names = [m.display for m in models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rungs listed twice: {', '.join(dupes)}; give each a distinct label")
-        return models
+        return distinct_labels(models)
 
     def base_urls(self) -> dict[str, str]:
-        """The base URL each rung is asked at, by its label, where its options give one."""
-        return {
-            m.display: url for m in self.models if isinstance(url := m.options.get("base_url"), str)
-        }
+        return base_urls(self.models)
 
     def as_run(self, base_dir: Path) -> TaskSpec:
         """The spec as a run folder keeps it: the task's file paths (data, test data, an
@@ -241,29 +239,6 @@ def _gold_text(item: Item[Any]) -> str:
     return ref if isinstance(ref, str) else str(ref)
 
 
-async def _load_test(
-    model: Model, requests: list[GenerateRequest], spec: LoadSpec, progress: Progress, label: str
-) -> list[dict[str, Any]]:
-    """The closed-loop load test of ``rung.compare.load`` on the task's own requests, with the
-    time to first token at each level."""
-    levels = []
-    for concurrency in spec.concurrency:
-        progress.step(label, f"load test, {concurrency} concurrent")
-        level = await run_generate_level(
-            model, requests, concurrency, max_requests=spec.requests, max_seconds=spec.max_seconds
-        )
-        entry = level.to_json()
-        entry["ttft_ms"] = await time_to_first_token(
-            model,
-            requests,
-            concurrency,
-            max_requests=max(concurrency, spec.requests // 4),
-            max_seconds=spec.max_seconds / 4,
-        )
-        levels.append(entry)
-    return levels
-
-
 @dataclass
 class _Measured:
     """What a rung's run measured besides its answers: load test, memory, loading."""
@@ -296,14 +271,15 @@ async def _measure(
     loaded = "load_s" in facts  # answer_requests loaded the rung for fresh answers
     if not loaded:
         facts.update((cache.get_fact(facts_key) if cache else None) or {})
-    if wall > 0 and cache:
-        fresh = sum(not a.cached for a in answers)
-        cache.put_fact(run_key, {"n": fresh, "wall_s": wall})
-    measured = (
-        {"n": sum(not a.cached for a in answers), "wall_s": wall}
-        if wall > 0
-        else (cache.get_fact(run_key) if cache else None)
-    )
+    # Throughput of the answers this execution produced; a run answered wholly from the
+    # cache reports the figure measured when those answers were made.
+    measured: dict[str, Any] | None
+    if wall > 0:
+        measured = {"n": sum(not a.cached for a in answers), "wall_s": wall}
+        if cache:
+            cache.put_fact(run_key, measured)
+    else:
+        measured = cache.get_fact(run_key) if cache else None
     if measured and measured["wall_s"] > 0:
         throughput = measured["n"] / measured["wall_s"]
     else:
@@ -319,7 +295,18 @@ async def _measure(
             await asyncio.to_thread(model.load)
             facts["load_s"] = time.perf_counter() - started
             loaded = True
-        load = await _load_test(model, requests, measure.load, progress, label)
+        spec_load = measure.load
+
+        async def level(concurrency: int) -> LevelResult:
+            return await run_generate_level(
+                model,
+                requests,
+                concurrency,
+                max_requests=spec_load.requests,
+                max_seconds=spec_load.max_seconds,
+            )
+
+        load = await load_test(model, requests, spec_load, progress, label, level)
         if cache and load_key is not None:
             cache.put_fact(load_key, {"levels": load})
     if loaded:
@@ -341,8 +328,6 @@ def _rung_result(
     n = len(answers)
     tokens = _tokens(answers)
     info = info_from_json(measured.facts.get("info"))
-    memory = measured.memory or {}
-    estimate, estimate_basis = memory_estimate_mb(model.model_id, ref.options, spec.measure.context)
     cost = cost_figure(
         model.model_id,
         model.billing,
@@ -372,14 +357,10 @@ def _rung_result(
             if measured.load is None
             else [LoadLevel.model_validate(lv) for lv in measured.load]
         ),
-        memory_mb=MemoryMb(
-            peak_rss=memory.get("peak_rss"),
-            baseline_rss=memory.get("baseline_rss"),
-            model_rss=memory.get("model_rss"),
-            peak_gpu=memory.get("peak_gpu"),
-            estimate=estimate,
-            estimate_basis=estimate_basis,
-            file=info.file_size_bytes / 2**20 if info.file_size_bytes else None,
+        memory_mb=memory_record(
+            measured.memory,
+            memory_estimate_mb(model.model_id, ref.options, spec.measure.context),
+            info.file_size_bytes,
         ),
         cost_usd_per_1k=cost.usd_per_1k,
         cost=record_cost(cost),

@@ -24,8 +24,11 @@ __all__ = [
     "LoadSpec",
     "MeasureSpec",
     "ModelRef",
+    "base_urls",
+    "distinct_labels",
     "load_spec",
     "parse_spec",
+    "read_spec_data",
     "spec_as_run",
 ]
 
@@ -46,6 +49,21 @@ class ModelRef(BaseModel):
     @property
     def display(self) -> str:
         return self.label or self.id
+
+
+def distinct_labels(models: list[ModelRef]) -> list[ModelRef]:
+    """``models``, refused when two rungs would carry the same name in a run."""
+    names = [m.display for m in models]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"rungs listed twice: {', '.join(dupes)}; give each a distinct label")
+    return models
+
+
+def base_urls(models: list[ModelRef]) -> dict[str, str]:
+    """The base URL each rung is asked at, by its label, where its options give one (a
+    server on the user's own network keeps the data on premises)."""
+    return {m.display: url for m in models if isinstance(url := m.options.get("base_url"), str)}
 
 
 class LoadSpec(BaseModel):
@@ -166,18 +184,10 @@ class CompareSpec(BaseModel):
     @field_validator("models")
     @classmethod
     def _unique_names(cls, models: list[ModelRef]) -> list[ModelRef]:
-        names = [m.display for m in models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rungs listed twice: {', '.join(dupes)}; give each a distinct label")
-        return models
+        return distinct_labels(models)
 
     def base_urls(self) -> dict[str, str]:
-        """The base URL each rung is asked at, by its label, where its options give one (a
-        server on the user's own network keeps the data on premises)."""
-        return {
-            m.display: url for m in self.models if isinstance(url := m.options.get("base_url"), str)
-        }
+        return base_urls(self.models)
 
 
 def _absolute(path: Path, base_dir: Path) -> Path:
@@ -210,11 +220,13 @@ def parse_spec(data: object, source: str = "spec") -> CompareSpec:
         raise SpecError(f"{source}: {validation_message(e)}") from None
 
 
-def load_spec(path: Path) -> CompareSpec:
+def read_spec_data(path: Path) -> object:
+    """The YAML data of a spec file (of any task type), or one line saying why it cannot be
+    read."""
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -222,4 +234,7 @@ def load_spec(path: Path) -> CompareSpec:
         raise SpecError(f"{path}: malformed YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a UTF-8 text file") from None
-    return parse_spec(data, str(path))
+
+
+def load_spec(path: Path) -> CompareSpec:
+    return parse_spec(read_spec_data(path), str(path))
