@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import binomtest
 
 from rung.check import binom_cdf, holm, mcnemar_exact, paired_bootstrap
+from rung.check.paired import paired_ratio_bootstrap
 
 
 @pytest.mark.parametrize(
@@ -62,6 +63,24 @@ def test_paired_bootstrap_pairs_the_items() -> None:
     test = paired_bootstrap(base.tolist(), (base - 0.05).tolist(), margin=0.01, resamples=500)
     assert test.ci95 == pytest.approx((-0.05, -0.05))
     assert test.p_value < 0.01
+
+
+def test_paired_ratio_bootstrap_tests_the_ratio_of_sums() -> None:
+    # Per item (2·tp, predicted + gold): the baseline finds every entity, the candidate half.
+    rng = np.random.default_rng(7)
+    entities = rng.integers(1, 5, size=150).astype(float)
+    base = (2 * entities, 2 * entities)
+    worse = (entities, 2 * entities)
+    test = paired_ratio_bootstrap(base, worse, margin=0.05, resamples=500)
+    assert test.delta == pytest.approx(-0.5) and test.ci95 == pytest.approx((-0.5, -0.5))
+    assert test.p_value == pytest.approx(1 / 501)
+    same = paired_ratio_bootstrap(base, base, margin=0.05, resamples=500)
+    assert same.delta == 0.0 and same.p_value == 1.0
+    # A ratio of sums weighs items by their counts: one big sentence outweighs small ones.
+    mixed = paired_ratio_bootstrap(
+        ([2.0, 2.0, 20.0], [2.0, 2.0, 20.0]), ([2.0, 2.0, 0.0], [2.0, 2.0, 20.0]), resamples=200
+    )
+    assert mixed.delta == pytest.approx(4 / 24 - 1.0)
 
 
 def test_holm_step_down() -> None:

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from rung.app.compare import CompareResult, compare_spec
+from rung.app.compare import AnySpec, CompareResult, compare_spec
 from rung.check import CheckReport, RunData, gate, rungs_to_gate
 from rung.errors import DataError, RunError
 from rung.responses import Progress
@@ -80,8 +80,21 @@ def _refuse_other_items(spec_items: str, base_items: str, baseline: Path) -> Non
         )
 
 
+def _spec_items(spec: AnySpec, base_dir: Path) -> str | None:
+    """The items hash of the spec's test split, when it can be told before any rung is asked
+    (classify's split is drawn from the data alone); None: known once the run has read them."""
+    if not isinstance(spec, CompareSpec):
+        return None
+    test = load_task_data(spec.task, base_dir).test
+    return items_sha256((x.id, x.text, x.label) for x in test)
+
+
+def _task_type(spec: AnySpec) -> str:
+    return spec.task.type if isinstance(spec, CompareSpec) else spec.kind.task_type
+
+
 def check_spec(
-    spec: CompareSpec,
+    spec: AnySpec,
     base_dir: Path,
     baseline: Path,
     out: Path,
@@ -94,16 +107,17 @@ def check_spec(
     if out.resolve() == base_folder.path.resolve():
         raise RunError(f"--out {out} is the baseline run; choose another folder for the new run")
     base = _read(base_folder)
-    if spec.task.type != base.results.task.type:
+    if _task_type(spec) != base.results.task.type:
         raise DataError(
             f"the baseline {baseline} is a {base.results.task.type} run and the spec a "
-            f"{spec.task.type} one; give a baseline of the same task"
+            f"{_task_type(spec)} one; give a baseline of the same task"
         )
     rungs_to_gate(spec.check, base.results)
     base_items = baseline_items(base)
-    # Refused before any rung is asked: the split is drawn from the data alone.
-    test = load_task_data(spec.task, base_dir).test
-    _refuse_other_items(items_sha256((x.id, x.text, x.label) for x in test), base_items, baseline)
+    # Refused before any rung is asked where the items are known without asking one.
+    spec_items = _spec_items(spec, base_dir)
+    if spec_items is not None:
+        _refuse_other_items(spec_items, base_items, baseline)
     result = compare_spec(spec, base_dir, out, use_cache=use_cache, progress=progress)
     candidate = _read(RunFolder(result.out))
     cand_items = candidate.results.task.items_sha256 or items_sha256_of_rows(candidate.predictions)

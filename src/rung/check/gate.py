@@ -8,11 +8,11 @@ measured and the candidate did not fails: a rung that stopped working is the wor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from rung.check.items import item_metrics
-from rung.check.paired import holm, mcnemar_exact, paired_bootstrap
+from rung.check.items import ItemValues, item_metrics
+from rung.check.paired import holm, mcnemar_exact, paired_bootstrap, paired_ratio_bootstrap
 from rung.errors import SpecError, did_you_mean
 from rung.runs import PredictionRow, RungResult, RunResults
 from rung.runs.spec import CheckSpec
@@ -88,20 +88,6 @@ class CheckReport:
         )
 
 
-@dataclass(frozen=True)
-class _Tested:
-    rung: str
-    metric: str
-    kind: str
-    n: int
-    baseline: float
-    candidate: float
-    delta: float
-    ci95: tuple[float, float]
-    margin: float
-    p_value: float
-
-
 def rungs_to_gate(spec: CheckSpec, baseline: RunResults) -> list[str]:
     """The baseline's rungs that ``check.rungs`` names (all by default), in its order; a name
     that is none of them is refused."""
@@ -133,36 +119,43 @@ def _rungs_to_gate(
 
 
 def _test(
-    rung: str,
-    metric: str,
-    kind: str,
-    base: dict[str, float],
-    cand: dict[str, float],
-    spec: CheckSpec,
-    seed: int,
-) -> _Tested:
-    ids = sorted(base.keys() & cand.keys())
-    b = [base[i] for i in ids]
-    c = [cand[i] for i in ids]
+    rung: str, metric: str, base: ItemValues, cand: ItemValues, spec: CheckSpec, seed: int
+) -> MetricCheck:
+    """One rung × metric tested on the items both runs answered; its verdict is drawn after
+    the Holm correction (``gate``)."""
+    ids = sorted(base.values.keys() & cand.values.keys())
     margin = spec.margin(metric)
-    boot = paired_bootstrap(b, c, margin, spec.bootstrap, seed)
+    b = [base.values[i] for i in ids]
+    c = [cand.values[i] for i in ids]
+    if base.kind == "ratio" and base.denominators is not None and cand.denominators is not None:
+        boot = paired_ratio_bootstrap(
+            (b, [base.denominators[i] for i in ids]),
+            (c, [cand.denominators[i] for i in ids]),
+            margin,
+            spec.bootstrap,
+            seed,
+        )
+    else:
+        boot = paired_bootstrap(b, c, margin, spec.bootstrap, seed)
     p_value = boot.p_value
-    if kind == "binary":
+    if base.kind == "binary":
         wins = sum(1 for x, y in zip(b, c, strict=True) if y > x)
         losses = sum(1 for x, y in zip(b, c, strict=True) if x > y)
         p_value = mcnemar_exact(wins, losses, len(ids), margin)
-    n = len(ids)
-    return _Tested(
+    return MetricCheck(
         rung=rung,
         metric=metric,
-        kind=kind,
-        n=n,
-        baseline=sum(b) / n if n else 0.0,
-        candidate=sum(c) / n if n else 0.0,
+        kind=base.kind,
+        n=len(ids),
+        baseline=base.aggregate(ids),
+        candidate=cand.aggregate(ids),
         delta=boot.delta,
         ci95=boot.ci95,
         margin=margin,
         p_value=p_value,
+        p_holm=p_value,
+        verdict="ok",
+        failed=False,
     )
 
 
@@ -200,28 +193,31 @@ def _budgets(spec: CheckSpec, rung: str, base: RungResult, cand: RungResult) -> 
     return checks
 
 
+def _reported(results: RunResults) -> dict[str, list[str]]:
+    """The metrics each rung's record reported with an interval: the ones worth gating."""
+    return {r.label: list(r.quality.metrics()) for r in results.rungs}
+
+
 def gate(baseline: RunData, candidate: RunData, spec: CheckSpec, items_sha256: str) -> CheckReport:
     """Test ``candidate`` against ``baseline`` (the same items, ``items_sha256``) by ``spec``."""
     both, missing, notes = _rungs_to_gate(spec, baseline.results, candidate.results)
     task = baseline.results.task.type
-    base_items = item_metrics(task, baseline.predictions)
-    cand_items = item_metrics(task, candidate.predictions)
+    base_items = item_metrics(task, baseline.predictions, _reported(baseline.results))
+    cand_items = item_metrics(task, candidate.predictions, _reported(candidate.results))
     seed = baseline.results.task.seed
-    tested: list[_Tested] = []
+    tested: list[MetricCheck] = []
     budgets: list[BudgetCheck] = []
     base_by = {r.label: r for r in baseline.results.rungs}
     cand_by = {r.label: r for r in candidate.results.rungs}
     for rung in both:
         b_metrics, c_metrics = base_items.get(rung, {}), cand_items.get(rung, {})
+        if not b_metrics:
+            notes.append(f"{rung}: the baseline has no per-item metric: its quality is not tested")
         for metric, values in b_metrics.items():
             if metric not in c_metrics:
                 notes.append(f"{rung}: the candidate has no per-item {metric}: not tested")
                 continue
-            tested.append(
-                _test(
-                    rung, metric, values.kind, values.values, c_metrics[metric].values, spec, seed
-                )
-            )
+            tested.append(_test(rung, metric, values, c_metrics[metric], spec, seed))
         budgets.extend(_budgets(spec, rung, base_by[rung], cand_by[rung]))
     adjusted = holm([t.p_value for t in tested])
     quality = []
@@ -230,8 +226,8 @@ def gate(baseline: RunData, candidate: RunData, spec: CheckSpec, items_sha256: s
         unproven = not regressed and t.ci95[0] < -t.margin
         verdict: Verdict = "regressed" if regressed else "unproven" if unproven else "ok"
         quality.append(
-            MetricCheck(
-                **vars(t),
+            replace(
+                t,
                 p_holm=p_holm,
                 verdict=verdict,
                 failed=regressed or (unproven and spec.require_non_inferiority),

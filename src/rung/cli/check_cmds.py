@@ -72,10 +72,10 @@ def check_cmd(
     The Markdown summary goes to stdout."""
     from rung.app import check_spec
     from rung.app.check import baseline_at_ref
+    from rung.app.compare import load_any_spec
     from rung.check import render_json, render_junit, render_markdown
-    from rung.runs.spec import load_spec
 
-    loaded = load_spec(spec)
+    loaded = load_any_spec(spec)
     target = out or Path("runs") / f"{spec.stem}-check"
     with tempfile.TemporaryDirectory(prefix="rung-baseline-") as tmp:
         if against is not None:

@@ -1,0 +1,107 @@
+"""rung check on a text task, end to end with the bundled Gemma 3 270M (a base model, asked with
+a few-shot completion) on French → English pairs: the same spec again passes (its answers come
+from the cache, every delta is 0), a worse prompt (the shots dropped: chrF falls from about 75
+to about 17) fails with exit 1 with the paired bootstrap, and a spec that draws other test
+items is refused after the run, before the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from rung.cli.main import app
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+runner = CliRunner()
+
+INSTRUCTIONS = "Translate the text from French to English. Answer with the translation only."
+GOOD = 2
+#: the injected regression: the prompt without its two examples
+WORSE = 0
+
+
+def _spec(tmp: Path, name: str, shots: int, test_size: int = 8) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "fr-en check",
+                "task": {
+                    "type": "translate",
+                    "data": {
+                        "path": str(FIXTURES / "translate" / "fr_en.jsonl"),
+                        "text": "source",
+                        "references": ["target"],
+                    },
+                    "source": "French",
+                    "target": "English",
+                    "splits": {"test_size": test_size, "train_size": 6, "seed": 1},
+                    "prompt": {"instructions": INSTRUCTIONS, "max_tokens": 24, "shots": shots},
+                },
+                "models": ["llamacpp:gemma-3-270m"],
+                "measure": {"bootstrap": 200, "load": None, "memory": False},
+                "check": {"margins": {"chrf": 2.0, "bleu": 2.0}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("translate-baseline")
+    out = tmp / "run"
+    result = runner.invoke(app, ["compare", str(_spec(tmp, "base", GOOD)), "--out", str(out)])
+    assert result.exit_code == 0, result.output + result.stderr
+    return out
+
+
+def test_the_same_translate_spec_passes(baseline: Path, tmp_path: Path) -> None:
+    report = tmp_path / "check.json"
+    result = runner.invoke(
+        app,
+        [
+            "check", str(_spec(tmp_path, "same", GOOD)), "--baseline", str(baseline),
+            "--out", str(tmp_path / "run"), "--json", str(report),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "✅ passed" in result.stdout
+    data = json.loads(report.read_text(encoding="utf-8"))
+    tested = {c["metric"]: c for c in data["quality"]}
+    # The metrics the run reported with an interval, per item; not the lengths beside them.
+    assert set(tested) == {"bleu", "chrf"}
+    assert all(c["kind"] == "continuous" and c["delta"] == 0.0 for c in tested.values())
+    assert tested["chrf"]["n"] == 8 and tested["chrf"]["margin"] == 2.0
+
+
+def test_a_worse_prompt_fails_the_gate(baseline: Path, tmp_path: Path) -> None:
+    report = tmp_path / "check.json"
+    result = runner.invoke(
+        app,
+        [
+            "check", str(_spec(tmp_path, "worse", WORSE)), "--baseline", str(baseline),
+            "--out", str(tmp_path / "run"), "--json", str(report),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output + result.stderr
+    assert "❌ failed" in result.stdout
+    chrf = next(c for c in json.loads(report.read_text())["quality"] if c["metric"] == "chrf")
+    assert chrf["verdict"] == "regressed" and chrf["delta"] < -20 and chrf["p_holm"] < 0.05
+
+
+def test_other_items_are_refused(baseline: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "check", str(_spec(tmp_path, "fewer", GOOD, test_size=6)), "--baseline",
+            str(baseline), "--out", str(tmp_path / "run"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "test items differ from those of the baseline run" in result.stderr
