@@ -499,6 +499,70 @@ def _disagreements(rungs: Sequence[RungResult], predictions: Sequence[Prediction
     )
 
 
+#: examples a text task's page lists: enough to read, few enough to keep the page light
+MAX_TEXT_EXAMPLES = 50
+
+
+def _text_examples(rungs: Sequence[RungResult], predictions: Sequence[PredictionRow]) -> str:
+    """A text task's answers side by side, scored per item on the primary metric: with several
+    rungs, the items where their scores differ most first; with one, its lowest-scored first."""
+    if not rungs:
+        return ""
+    title = "Examples"
+    metric = rungs[0].quality.primary_metric()
+    names = [r.label for r in rungs]
+    by_rung: dict[str, dict[str, PredictionRow]] = {n: {} for n in names}
+    for p in predictions:
+        if p.rung in by_rung:
+            by_rung[p.rung][p.id] = p
+    ids = [i for i in by_rung[names[0]] if all(i in by_rung[n] for n in names)]
+    if not ids:
+        return _section("examples", title, _note("No predictions of these rungs were given."))
+
+    def score(name: str, item: str) -> float | None:
+        return _num((by_rung[name][item].item_metrics or {}).get(metric))
+
+    def order(item: str) -> tuple[float, float]:
+        values = [v for v in (score(n, item) for n in names) if v is not None]
+        if not values:
+            return (0.0, 0.0)
+        return (-(max(values) - min(values)), sum(values) / len(values))
+
+    shown = sorted(ids, key=order)[:MAX_TEXT_EXAMPLES]
+    rows = []
+    for item in shown:
+        first = by_rung[names[0]][item]
+        cells = []
+        for n in names:
+            row, value = by_rung[n][item], score(n, item)
+            answer = row.generated if row.generated is not None else row.predicted
+            label = f"{metric} {value:.2f}" if value is not None else "not scored"
+            cells.append(
+                f'<td><span class="score">{_e(label)}</span><br>'
+                f"{_e('(no answer)' if answer is None else answer)}</td>"
+            )
+        rows.append(
+            f'<tr><td>{_e(item)}</td><td class="text">{_e(first.text)}</td>'
+            f'<td class="text">{_e(first.gold)}</td>{"".join(cells)}</tr>'
+        )
+    how = (
+        "the items where the rungs' scores differ most come first"
+        if len(names) > 1
+        else "the lowest-scored items come first"
+    )
+    head = "".join(f"<th>{_e(n)}</th>" for n in names)
+    return _section(
+        "examples",
+        title,
+        _note(
+            f"{len(shown)} of {len(ids)} test items, each answer with its {metric} on that item; "
+            f"{how}."
+        ),
+        f'<table id="text-examples" class="examples"><thead><tr><th>id</th><th>input</th>'
+        f"<th>reference</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>",
+    )
+
+
 def _lines(title: str, lines: Sequence[object]) -> str:
     if not lines:
         return ""
@@ -585,13 +649,13 @@ def render_html(
         _cost(results),
         _memory(rungs),
         _confusion(rungs) if classify else "",
-        _disagreements(rungs, predictions) if classify else "",
+        _disagreements(rungs, predictions) if classify else _text_examples(rungs, predictions),
     ]
     body = "".join(sections)
     titles = [
         ("summary", "Summary"), ("advice", "Advice"), ("pareto", "Trade-offs"),
         ("load", "Under load"), ("cost", "Cost"), ("memory", "Memory"),
-        ("confusion", "Confusion"), ("disagree", "Disagreements"),
+        ("confusion", "Confusion"), ("disagree", "Disagreements"), ("examples", "Examples"),
     ]  # fmt: skip
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in titles if f'id="{a}"' in body)
     title = _e(results.name or "Comparison")
