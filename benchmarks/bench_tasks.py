@@ -126,7 +126,8 @@ def main() -> int:
         print()
         print(task_markdown(run.results).split("\n", 2)[2].strip())
         rates = ", ".join(
-            f"{r.label}: {r.output_tokens_per_s:.1f} tok/s" for r in run.results.rungs
+            f"{r.label}: {r.tokens.out_per_request * r.throughput_per_s:.1f} tok/s"
+            for r in run.results.rungs
         )
         print(f"({time.perf_counter() - started:.0f} s; output {rates})")
         if name == "extract" and args.tagger:
