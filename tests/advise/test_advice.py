@@ -333,7 +333,8 @@ def test_json_shape_is_stable() -> None:
     assert doc["advice_version"] == 1
     assert doc["recommended"] == {"label": "tiny", "model": "test:tiny"}
     assert set(doc["rungs"][0]) == {
-        "label", "model", "kind", "on_prem", "params", "n", "accuracy", "macro_f1", "p95_ms",
+        "label", "model", "kind", "on_prem", "params", "n", "quality", "accuracy", "macro_f1",
+        "p95_ms",
         "throughput_per_s", "cost_per_1k", "cost_basis", "memory_bytes", "meets_all", "checks",
     }  # fmt: skip
     assert set(doc["rungs"][0]["checks"][0]) == {
@@ -393,3 +394,65 @@ def test_a_rung_no_better_than_guessing_is_never_recommended() -> None:
     assert (
         "no better than guessing (majority class (always 'neutral'): 0.750)" in tiny.fails[0].text
     )
+
+
+def text_run(scores: dict[str, tuple[float, float, float]]) -> RunResults:
+    """A summarize run: each rung's ROUGE-L and chrF (0-100, as sacrebleu reports it)."""
+    from rung.runs.quality import Metric, TextQuality
+
+    labels = list(scores)
+    qualities = [
+        TextQuality(
+            scores={
+                "rougeL": Metric(value=rouge, ci95=(low, high)),
+                "chrf": Metric(value=rouge * 100, ci95=(low * 100, high * 100)),
+            },
+            primary="rougeL",
+        )
+        for rouge, low, high in scores.values()
+    ]
+    results = run_results(
+        [rung(label, 0.5, (0.4, 0.6), params=10 ** (7 + i)) for i, label in enumerate(labels)],
+        labels=[],
+    )
+    return results.model_copy(
+        update={
+            "task": results.task.model_copy(update={"type": "summarize"}),
+            "rungs": [
+                r.model_copy(update={"quality": q})
+                for r, q in zip(results.rungs, qualities, strict=True)
+            ],
+        }
+    )
+
+
+def test_text_run_advice_follows_a_quality_floor() -> None:
+    results = text_run({"small": (0.30, 0.27, 0.33), "big": (0.42, 0.39, 0.45)})
+    cards = {"small": local("small", 10**7, 10**7), "big": local("big", 10**8, 10**8)}
+    # no floor: big is clearly better on rougeL (the primary), so it wins; no guessing check
+    default = advise(results, Constraints(), cards)
+    assert default.metric == "rougeL"
+    assert default.recommended is not None and default.recommended.label == "big"
+    assert all(c.constraint != "beats_guessing" for a in default.assessments for c in a.checks)
+    # a floor small meets makes the smaller rung the answer
+    low = advise(results, Constraints(min_quality={"rougeL": 0.25}), cards)
+    assert low.recommended is not None and low.recommended.label == "small"
+    assert any("rougeL 0.300 [0.27–0.33] meets the 0.25 floor" in r for r in low.reasons)
+    high = advise(results, Constraints(min_quality={"rougeL": 0.35}), cards)
+    assert high.recommended is not None and high.recommended.label == "big"
+    assert any("Accepting 5.0 points less rougeL" in w for w in high.what_would_change)
+    # chrF is read as a fraction: 30.0 is 0.300
+    chrf = advise(results, Constraints(min_quality={"chrf": 0.35}), cards)
+    assert chrf.recommended is not None and chrf.recommended.label == "big"
+    doc = chrf.to_json()
+    assert doc["constraints"]["min_quality"] == {"chrf": 0.35}
+    assert doc["rungs"][0]["quality"]["chrf"]["value"] == pytest.approx(0.30)
+    assert doc["rungs"][0]["accuracy"] is None
+
+
+def test_a_floor_on_a_metric_the_run_did_not_measure_is_refused() -> None:
+    from rung.errors import SpecError
+
+    results = text_run({"small": (0.30, 0.27, 0.33)})
+    with pytest.raises(SpecError, match=r"did not measure 'bleu'.*rougeL, chrf"):
+        advise(results, Constraints(min_quality={"bleu": 0.2}), {})

@@ -11,8 +11,14 @@ The rules:
   figure is missing (an unknown never counts as a pass);
 - the recommended rung is the smallest (parameters; API models, whose size is unknown, last)
   and then the cheapest that passes every check;
+- quality floors may be set on any metric the run measured (classify: accuracy, macro_f1; a
+  text task: its scorer's, such as rougeL, chrf, f1, field_accuracy, token_f1, judge); a floor on
+  a metric the run did not measure is the user's error, raised with the run's metrics;
 - without a quality floor, rung does not recommend the smallest rung whatever its quality: it
-  recommends the smallest rung whose accuracy interval overlaps the most accurate one's;
+  recommends the smallest rung whose interval on the run's primary metric (classify: accuracy)
+  overlaps the best one's;
+- a rung no better than guessing (classify: its accuracy interval reaches down to a baseline's
+  accuracy) is never recommended; runs without baselines (text tasks) have no such check;
 - where the 95% intervals of the recommended rung and a more accurate one overlap, the advice
   says they are tied and that it prefers the smaller; when a point estimate meets a floor but
   its interval reaches below it, it says so;
@@ -36,8 +42,10 @@ JSON shape of ``Advice.to_json()`` (``advice_version`` 1; every key always prese
       "constraints": {"min_accuracy": float|null, "min_macro_f1": float|null,
                       "max_p95_ms": float|null, "max_cost_per_1k": float|null,
                       "device": str|null, "on_prem": bool, "concurrency": int|null,
-                      "hourly_price": float|null, "context": int},
-      "metric": "accuracy" | "macro_f1",          # the quality figure ties are judged on
+                      "hourly_price": float|null, "context": int,
+                      "min_quality": {METRIC: float}},   # floors on any metric, as given
+      "metric": str,                              # the metric ties are judged on (accuracy,
+                                                  # macro_f1, rougeL, chrf, f1, ...)
       "recommended": {"label": str, "model": str} | null,
       "reasons": [str],                           # why, tied to measured figures
       "caveats": [str],                           # floors met only by the point estimate
@@ -48,13 +56,15 @@ JSON shape of ``Advice.to_json()`` (``advice_version`` 1; every key always prese
       "notes": [str],                             # assumptions and what could not be checked
       "rungs": [{"label": str, "model": str, "kind": "decoder"|"encoder"|"api"|null,
                  "on_prem": bool|null, "params": int|null, "n": int,
-                 "accuracy": {"value": float, "ci95": [float, float]},
-                 "macro_f1": {"value": float, "ci95": [float, float]},
+                 "quality": {METRIC: ESTIMATE},   # every metric measured, scorer's order
+                 "accuracy": ESTIMATE|null, "macro_f1": ESTIMATE|null,   # classify's
                  "p95_ms": float, "throughput_per_s": float,
                  "cost_per_1k": float|null, "cost_basis": str,
                  "memory_bytes": int|null, "meets_all": bool, "checks": [CHECK]}]
     }
-    CHECK = {"constraint": str, "status": "pass"|"fail"|"unknown",
+    ESTIMATE = {"value": float, "ci95": [float, float]}   # fractions (chrF 35.2 is 0.352)
+    CHECK = {"constraint": str,           # min_<metric> for a floor, max_p95_ms, device, ...
+             "status": "pass"|"fail"|"unknown",
              "measured": float|str|null, "limit": float|str|null,
              "gap": float|null,   # how far past the limit, in its unit (fractions for quality)
              "text": str}
@@ -70,20 +80,22 @@ from rung import fmt
 from rung.advise.changes import what_would_change
 from rung.advise.checks import assess, cost_device
 from rung.advise.figures import (
-    CONSTRAINT_WORDS,
-    QUALITY,
     Assessment,
     Check,
     Constraints,
     Interval,
     LoadPoint,
     RungFigures,
+    constraint_words,
+    floor_metric,
+    measured_metrics,
     metric_of,
     metric_word,
     parse_results,
 )
 from rung.catalog.cards import ModelCard
 from rung.catalog.devices import get_device
+from rung.errors import DataError, SpecError
 from rung.runs.record import RunResults
 
 __all__ = [
@@ -119,6 +131,9 @@ class Advice:
         def check(c: Check) -> dict[str, Any]:
             return asdict(c)
 
+        def estimate(i: Interval | None) -> dict[str, Any] | None:
+            return None if i is None else {"value": i.value, "ci95": [i.low, i.high]}
+
         return {
             "advice_version": ADVICE_VERSION,
             "constraints": asdict(self.constraints),
@@ -150,14 +165,9 @@ class Advice:
                     "on_prem": a.card.on_prem if a.card else None,
                     "params": a.size,
                     "n": a.rung.n,
-                    "accuracy": {
-                        "value": a.rung.accuracy.value,
-                        "ci95": [a.rung.accuracy.low, a.rung.accuracy.high],
-                    },
-                    "macro_f1": {
-                        "value": a.rung.macro_f1.value,
-                        "ci95": [a.rung.macro_f1.low, a.rung.macro_f1.high],
-                    },
+                    "quality": {m: estimate(i) for m, i in a.rung.quality.items()},
+                    "accuracy": estimate(a.rung.metric("accuracy")),
+                    "macro_f1": estimate(a.rung.metric("macro_f1")),
                     "p95_ms": a.rung.p95_ms,
                     "throughput_per_s": a.rung.throughput_per_s,
                     "cost_per_1k": a.cost_per_1k,
@@ -226,7 +236,7 @@ def _no_rung_reasons(assessed: list[Assessment]) -> list[str]:
             )
             ch = next(ch for ch in closest.fails if ch.constraint == name)
             reasons.append(
-                f"No rung passes {CONSTRAINT_WORDS[name]}; the closest is {closest.label}: "
+                f"No rung passes {constraint_words(name)}; the closest is {closest.label}: "
                 f"{ch.text}."
             )
     return reasons
@@ -244,9 +254,10 @@ def _reasons(
         which = "only" if len(candidates) == 1 else "smallest"
         lead = f"{rec.label} ({size}) is the {which} rung that meets every constraint."
     else:
+        hint = "--min-accuracy" if metric == "accuracy" else f"--min-quality {metric}=VALUE"
         lead = (
             f"{rec.label} ({size}) is the smallest rung whose {metric_word(metric)} is not "
-            "measurably below the best (no quality floor was set; add --min-accuracy to set one)."
+            f"measurably below the best (no quality floor was set; add {hint} to set one)."
         )
     reasons = [lead]
     for ch in rec.checks:
@@ -261,7 +272,7 @@ def _reasons(
     return reasons
 
 
-#: a 95% interval wider than this (in accuracy) is too wide to lean on
+#: a 95% interval wider than this (a fraction, as every metric is here) is too wide to lean on
 WIDE_INTERVAL = 0.20
 
 
@@ -277,22 +288,22 @@ def _caveats(rec: Assessment, metric: str) -> list[str]:
             "told apart well. Measure more examples before relying on this choice."
         )
     for ch in rec.checks:
-        if ch.constraint not in QUALITY[:2] or ch.status != "pass":
+        floored = floor_metric(ch.constraint)
+        if floored is None or ch.status != "pass":
             continue
-        word = "accuracy" if ch.constraint == "min_accuracy" else "macro-F1"
-        est = rec.rung.accuracy if ch.constraint == "min_accuracy" else rec.rung.macro_f1
-        floor = float(ch.limit or 0)
-        if est.low < floor:
+        word, floor = metric_word(floored), float(ch.limit or 0)
+        floored_est = rec.rung.metric(floored)
+        if floored_est is not None and floored_est.low < floor:
             out.append(
-                f"{rec.label}'s {word} {est.value:.3f} meets the {floor:.2f} floor, but its 95% "
-                f"interval reaches down to {est.low:.3f}: with {rec.rung.n} test examples the run "
+                f"{rec.label}'s {word} {floored_est.value:.3f} meets the {floor:.2f} floor, but "
+                f"its 95% interval reaches down to {floored_est.low:.3f}: with {rec.rung.n} test examples the run "
                 "cannot rule out that it falls short. Measure more examples to be sure."
             )
     return out
 
 
 def _ties(rec: Assessment, assessed: list[Assessment], metric: str) -> list[str]:
-    """More accurate rungs whose interval overlaps the choice's: tied, and the smaller wins."""
+    """Better rungs whose interval overlaps the choice's: tied, and the smaller wins."""
     mine = metric_of(rec, metric)
     out = []
     for a in assessed:
@@ -359,6 +370,27 @@ def _notes(assessed: list[Assessment], c: Constraints, any_load: bool) -> list[s
     return notes
 
 
+def _tie_metric(rungs: Sequence[RungFigures], c: Constraints) -> str:
+    """The metric ties are judged on: the run's primary (classify: accuracy), unless the floors
+    name other metrics only, then the first of those (classify: macro-F1 when it alone has a
+    floor). Floors on a metric the run did not measure are refused here, with the run's own."""
+    measured = measured_metrics(list(rungs))
+    floors = c.floors()
+    unmeasured = [m for m in floors if m not in measured]
+    if unmeasured:
+        names = ", ".join(repr(m) for m in unmeasured)
+        raise SpecError(
+            f"this run did not measure {names}, so it cannot have a floor; its metrics are "
+            f"{', '.join(measured)} ({rungs[0].primary} ranks them): name one of those"
+        )
+    common = [m for m in measured if all(m in r.quality for r in rungs)]
+    if not common:
+        raise DataError("the rungs of this run share no quality metric; nothing to compare")
+    primary = rungs[0].primary
+    chosen = primary if not floors or primary in floors else next(iter(floors))
+    return chosen if chosen in common else common[0]
+
+
 def advise(
     results: RunResults | Sequence[RungFigures],
     constraints: Constraints,
@@ -371,7 +403,7 @@ def advise(
     c = constraints
     if c.device is not None:
         get_device(c.device)  # an unknown device is the user's error, raised before anything
-    metric = "macro_f1" if c.min_macro_f1 is not None and c.min_accuracy is None else "accuracy"
+    metric = _tie_metric(rungs, c)
     any_load = any(r.load for r in rungs)
     assessed = [assess(r, cards.get(r.label) or cards.get(r.model), c, any_load) for r in rungs]
 

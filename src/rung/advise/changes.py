@@ -1,7 +1,7 @@
 """What would change the choice: the one concession that would make another rung the answer
 (a lower floor, a slower latency, a bigger budget, data leaving the premises, a quantized build or
 a larger device), fine-tuning when nothing on premises meets the floor, and the rungs that are
-clearly more accurate than the choice."""
+clearly better than the choice on the metric it was judged on."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from collections.abc import Sequence
 
 from rung import fmt
 from rung.advise.figures import (
-    CONSTRAINT_WORDS,
-    QUALITY,
     Assessment,
+    Check,
     Constraints,
+    constraint_words,
+    floor_metric,
+    is_quality,
     metric_of,
     metric_word,
 )
@@ -38,6 +40,30 @@ def _only_fails(a: Assessment, names: Sequence[str]) -> bool:
     return bool(a.fails) and not a.unknown and all(c.constraint in names for c in a.fails)
 
 
+def _only_quality_fails(a: Assessment, floors_only: bool = False) -> bool:
+    """Whether every check a rung fails is about quality (floors only, when asked)."""
+    wanted = (lambda n: floor_metric(n) is not None) if floors_only else is_quality
+    return bool(a.fails) and not a.unknown and all(wanted(c.constraint) for c in a.fails)
+
+
+def _concession(ch: Check, tie_word: str) -> str:
+    """What lowering the bar a quality check sets would take: "2.0 points less accuracy (a
+    floor of 0.880)"."""
+    floored = floor_metric(ch.constraint)
+    word = (
+        metric_word(floored) if floored is not None
+        else "accuracy" if ch.constraint == "beats_guessing"
+        else tie_word
+    )  # fmt: skip
+    measured = f" (a floor of {ch.measured:.3f})" if isinstance(ch.measured, float) else ""
+    return f"{fmt.points(ch.gap or 0)} less {word}{measured}"
+
+
+def _higher(metric: str) -> str:
+    """How a sentence says a rung is clearly better on the metric: classify's read as accuracy."""
+    return "more accurate" if metric in ("accuracy", "macro_f1") else "better"
+
+
 def what_would_change(
     assessed: list[Assessment], rec: Assessment | None, c: Constraints, metric: str
 ) -> list[str]:
@@ -46,7 +72,7 @@ def what_would_change(
     smaller = [a for a in assessed if a is not rec and (rec is None or a.order() < rec.order())]
 
     quality = sorted(
-        (a for a in smaller if _only_fails(a, QUALITY)),
+        (a for a in smaller if _only_quality_fails(a)),
         key=lambda a: max(ch.gap or 0 for ch in a.fails),
     )
     kept: list[Assessment] = []
@@ -55,10 +81,11 @@ def what_would_change(
         if any(k.order() <= a.order() for k in kept) or len(kept) == 2:
             continue
         kept.append(a)
-        gap = max(ch.gap or 0 for ch in a.fails)
-        floor = min(float(ch.measured) for ch in a.fails if isinstance(ch.measured, float))
+        # Floors on several metrics: each one that fails must be lowered, largest gap first.
+        fails = sorted(a.fails, key=lambda ch: -(ch.gap or 0))
+        concessions = " and ".join(_concession(ch, word) for ch in fails)
         out.append(
-            f"Accepting {fmt.points(gap)} less {word} (a floor of {floor:.3f}) would make "
+            f"Accepting {concessions} would make "
             f"{a.label} ({fmt.params(a.size)}) the choice{_saving(a, rec)}."
         )
     for a in [a for a in smaller if _only_fails(a, ("max_p95_ms",))][:1]:
@@ -68,7 +95,7 @@ def what_would_change(
         )
 
     def better(a: Assessment) -> float | None:
-        """How much more accurate than the recommended rung (None: not more accurate)."""
+        """How much better than the recommended rung on the metric (None: not better)."""
         if rec is None:
             return 0.0
         diff = metric_of(a, metric).value - metric_of(rec, metric).value
@@ -106,12 +133,12 @@ def what_would_change(
             cost = ""
             if a.cost_per_1k is not None and rec.cost_per_1k and a.cost_per_1k > rec.cost_per_1k:
                 cost = f" and costs {a.cost_per_1k / rec.cost_per_1k:,.0f}× as much per request"
-            failed = ", ".join(CONSTRAINT_WORDS[ch.constraint] for ch in a.fails)
-            fails = f"; it fails {failed}" if a.fails else ""
+            failed = ", ".join(constraint_words(ch.constraint) for ch in a.fails)
+            failing = f"; it fails {failed}" if a.fails else ""
             out.append(
-                f"{a.label} is clearly more accurate ({word} {theirs.show()}, "
+                f"{a.label} is clearly {_higher(metric)} ({word} {theirs.show()}, "
                 f"{fmt.points(theirs.value - mine.value)} higher; the intervals do not overlap)"
-                f"{cost}{fails}. Choose it if that difference is worth it."
+                f"{cost}{failing}. Choose it if that difference is worth it."
             )
     return out
 
@@ -142,23 +169,19 @@ def _fine_tune(assessed: list[Assessment], rec: Assessment | None, c: Constraint
         return []
 
     def shortfall(a: Assessment) -> float:
-        gaps = [ch.gap or 0.0 for ch in a.checks if ch.constraint in QUALITY[:2]]
+        gaps = [ch.gap or 0.0 for ch in a.checks if floor_metric(ch.constraint) is not None]
         return max(gaps, default=0.0)
 
     if any(shortfall(a) <= 0 for a in local):
         return []
     # Fine-tuning mends quality, not latency, memory or cost: only a rung that fails the floor
     # alone is worth tuning.
-    tunable = [a for a in local if _only_fails(a, QUALITY[:2])]
+    tunable = [a for a in local if _only_quality_fails(a, floors_only=True)]
     if not tunable:
         return []
     smallest = tunable[0]
     best = min(tunable, key=shortfall)
-    floors = " and ".join(
-        f"the {v:.2f} {w} floor"
-        for v, w in ((c.min_accuracy, "accuracy"), (c.min_macro_f1, "macro-F1"))
-        if v is not None
-    )
+    floors = " and ".join(f"the {v:.2f} {metric_word(m)} floor" for m, v in c.floors().items())
     text = (
         f"No rung that runs on premises meets {floors}. Fine-tuning {smallest.label} "
         f"({fmt.params(smallest.size)}) on your labelled data is the way to meet it on premises: "

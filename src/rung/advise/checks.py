@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rung import fmt
-from rung.advise.figures import Assessment, Check, Constraints, Interval, RungFigures, Status
+from rung.advise.figures import (
+    Assessment,
+    Check,
+    Constraints,
+    Interval,
+    RungFigures,
+    Status,
+    floor_name,
+    metric_word,
+)
 from rung.catalog.cards import ModelCard
 from rung.catalog.devices import DEVICES, Device, get_device
 from rung.catalog.memory import fit
@@ -48,9 +57,11 @@ def _cost(r: RungFigures, card: ModelCard | None, c: Constraints) -> tuple[float
     )
 
 
-def _floor_check(name: str, word: str, est: Interval, floor: float | None) -> Check | None:
-    if floor is None:
-        return None
+def _floor_check(metric: str, est: Interval | None, floor: float) -> Check:
+    name, word = floor_name(metric), metric_word(metric)
+    if est is None:
+        # A rung of the run that lacks a metric its others have: unknown, never a pass.
+        return Check(name, "unknown", None, floor, None, f"{word} was not measured on this rung")
     gap = floor - est.value
     if gap <= 0:
         return Check(
@@ -84,19 +95,21 @@ def _max_check(
 
 def _guessing_check(r: RungFigures) -> Check | None:
     """A rung no better than guessing is never the answer, whatever the constraints: the low
-    end of its accuracy interval must be above the best baseline's accuracy."""
-    if r.guessing is None:
+    end of its accuracy interval must be above the best baseline's accuracy. Only runs with
+    baselines (classify) have the check."""
+    accuracy = r.metric("accuracy")
+    if r.guessing is None or accuracy is None:
         return None
     name, acc = r.guessing
-    gap = acc - r.accuracy.low
+    gap = acc - accuracy.low
     if gap < 0:
         return Check(
-            "beats_guessing", "pass", r.accuracy.low, acc, gap,
-            f"accuracy {r.accuracy.show()} is above guessing ({name}: {acc:.3f})",
+            "beats_guessing", "pass", accuracy.low, acc, gap,
+            f"accuracy {accuracy.show()} is above guessing ({name}: {acc:.3f})",
         )  # fmt: skip
     return Check(
-        "beats_guessing", "fail", r.accuracy.low, acc, gap,
-        f"accuracy {r.accuracy.show()} is no better than guessing ({name}: {acc:.3f})",
+        "beats_guessing", "fail", accuracy.low, acc, gap,
+        f"accuracy {accuracy.show()} is no better than guessing ({name}: {acc:.3f})",
     )  # fmt: skip
 
 
@@ -184,8 +197,7 @@ def assess(r: RungFigures, card: ModelCard | None, c: Constraints, any_load: boo
     device, memory = _device_check(card, c)
     checks = [
         _guessing_check(r),
-        _floor_check("min_accuracy", "accuracy", r.accuracy, c.min_accuracy),
-        _floor_check("min_macro_f1", "macro-F1", r.macro_f1, c.min_macro_f1),
+        *(_floor_check(m, r.metric(m), floor) for m, floor in c.floors().items()),
         _max_check("max_p95_ms", "p95 latency", r.p95_ms, c.max_p95_ms, fmt.ms),
         _max_check(
             "max_cost_per_1k", "cost per 1,000 requests", cost, c.max_cost_per_1k, fmt.usd, basis

@@ -1,20 +1,27 @@
 """The figures the advice works on: the user's constraints, a rung's measured results, and
-the outcome of checking one against the other."""
+the outcome of checking one against the other.
+
+A rung's quality is its task's headline metrics by name (classify: accuracy and macro-F1; a
+text task: its scorer's, such as rougeL, chrf, f1, field_accuracy, token_f1, judge), each an
+interval, and the metric that ranks rungs by default. A quality floor is a check named
+``min_<metric>`` (``min_accuracy``, ``min_rougeL``), so every metric a run measured can have one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 from rung.catalog.cards import ModelCard
-from rung.errors import DataError
+from rung.errors import DataError, SpecError
 from rung.runs.quality import Metric
-from rung.runs.record import RungResult, RunResults, classify_quality
+from rung.runs.record import RungResult, RunResults
 
 __all__ = [
     "CONSTRAINT_SHORT",
     "CONSTRAINT_WORDS",
-    "QUALITY",
+    "HUNDRED_SCALE",
     "Assessment",
     "Check",
     "Constraints",
@@ -22,16 +29,21 @@ __all__ = [
     "LoadPoint",
     "RungFigures",
     "Status",
+    "constraint_short",
+    "constraint_words",
+    "floor_metric",
+    "floor_name",
+    "is_quality",
+    "measured_metrics",
     "metric_of",
     "metric_word",
     "parse_results",
 ]
-QUALITY = ("min_accuracy", "min_macro_f1", "tied_with_best", "beats_guessing")
-#: a word per constraint, for tables
+#: the quality checks that are not floors: a floor is any ``min_<metric>``
+QUALITY_CHECKS = ("tied_with_best", "beats_guessing")
+#: a word per constraint, for tables (floors: ``constraint_short``)
 CONSTRAINT_SHORT = {
     "beats_guessing": "guessing",
-    "min_accuracy": "accuracy",
-    "min_macro_f1": "macro-F1",
     "max_p95_ms": "latency",
     "max_cost_per_1k": "cost",
     "device": "memory",
@@ -39,10 +51,9 @@ CONSTRAINT_SHORT = {
     "concurrency": "concurrency",
     "tied_with_best": "below best",
 }
+#: what a constraint is, in a sentence (floors: ``constraint_words``)
 CONSTRAINT_WORDS = {
     "beats_guessing": "being better than guessing",
-    "min_accuracy": "the accuracy floor",
-    "min_macro_f1": "the macro-F1 floor",
     "max_p95_ms": "the latency limit",
     "max_cost_per_1k": "the budget",
     "device": "the device's memory",
@@ -50,13 +61,53 @@ CONSTRAINT_WORDS = {
     "concurrency": "the concurrency target",
     "tied_with_best": "being tied with the best",
 }
+#: how a table or a sentence names a metric whose name is not a word; others keep their own
+METRIC_WORDS = {"macro_f1": "macro-F1"}
+#: metrics reported on 0-100 (sacrebleu's BLEU and chrF): the advice reads them as fractions
+#: (chrF 35.2 is 0.352), so that floors, gaps in points and the wide-interval rule mean the
+#: same for every metric
+HUNDRED_SCALE = frozenset({"bleu", "chrf"})
 
 Status = Literal["pass", "fail", "unknown"]
 
 
+def metric_word(metric: str) -> str:
+    return METRIC_WORDS.get(metric, metric)
+
+
+def floor_name(metric: str) -> str:
+    """The check of a quality floor on ``metric``: min_accuracy, min_rougeL, ..."""
+    return f"min_{metric}"
+
+
+def floor_metric(constraint: str) -> str | None:
+    """The metric a floor check is on; None for a check that is not a floor."""
+    return constraint.removeprefix("min_") if constraint.startswith("min_") else None
+
+
+def is_quality(constraint: str) -> bool:
+    """Whether a check is about quality (a floor, the tie with the best, guessing): what a
+    lower floor would concede."""
+    return floor_metric(constraint) is not None or constraint in QUALITY_CHECKS
+
+
+def constraint_short(constraint: str) -> str:
+    metric = floor_metric(constraint)
+    return metric_word(metric) if metric is not None else CONSTRAINT_SHORT[constraint]
+
+
+def constraint_words(constraint: str) -> str:
+    metric = floor_metric(constraint)
+    if metric is not None:
+        return f"the {metric_word(metric)} floor"
+    return CONSTRAINT_WORDS[constraint]
+
+
 @dataclass(frozen=True)
 class Constraints:
-    """What the user requires. Quality floors are fractions (0.85), not percentages."""
+    """What the user requires. Quality floors are fractions (0.85), not percentages:
+    ``min_quality`` maps any metric the run measured to its floor; ``min_accuracy`` and
+    ``min_macro_f1`` are classify's two, kept as fields because callers name them."""
 
     min_accuracy: float | None = None
     min_macro_f1: float | None = None
@@ -67,10 +118,33 @@ class Constraints:
     concurrency: int | None = None  # concurrent users the rung must serve
     hourly_price: float | None = None  # USD per hour of the machine running local rungs
     context: int = 4096  # tokens of context the memory check is made at
+    #: metric name → floor (rougeL, chrf, f1, ...), in the order given
+    min_quality: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A plain dict, so that asdict (the advice's JSON) copies it like every other field.
+        object.__setattr__(self, "min_quality", dict(self.min_quality))
+        for metric, value in (("accuracy", self.min_accuracy), ("macro_f1", self.min_macro_f1)):
+            given = self.min_quality.get(metric)
+            if value is not None and given is not None and given != value:
+                raise SpecError(
+                    f"the {metric_word(metric)} floor is given twice ({value} and {given}); "
+                    "give it once"
+                )
+
+    def floors(self) -> dict[str, float]:
+        """Every quality floor, metric → floor: accuracy, macro-F1, then the others."""
+        out = {
+            m: v
+            for m, v in (("accuracy", self.min_accuracy), ("macro_f1", self.min_macro_f1))
+            if v is not None
+        }
+        out.update({m: v for m, v in self.min_quality.items() if m not in out})
+        return out
 
     @property
     def has_floor(self) -> bool:
-        return self.min_accuracy is not None or self.min_macro_f1 is not None
+        return bool(self.floors())
 
 
 @dataclass(frozen=True)
@@ -104,8 +178,10 @@ class RungFigures:
     label: str
     model: str
     n: int
-    accuracy: Interval
-    macro_f1: Interval
+    #: the task's headline metrics by name, in the scorer's order, as fractions
+    quality: dict[str, Interval]
+    #: the metric that ranks rungs when no floor names another
+    primary: str
     p50_ms: float
     p95_ms: float
     throughput_per_s: float
@@ -118,21 +194,25 @@ class RungFigures:
     cost_usd_per_1k: float | None = None
     cost_detail: str | None = None
     #: the best guessing baseline of the run (its name and rule, its accuracy), when recorded
+    #: (classify runs; a text task has no baselines, so no guessing check)
     guessing: tuple[str, float] | None = None
 
+    def metric(self, name: str) -> Interval | None:
+        return self.quality.get(name)
 
-def _interval(m: Metric) -> Interval:
-    return Interval(m.value, m.ci95[0], m.ci95[1])
+
+def _interval(name: str, m: Metric) -> Interval:
+    scale = 100.0 if name in HUNDRED_SCALE else 1.0
+    return Interval(m.value / scale, m.ci95[0] / scale, m.ci95[1] / scale)
 
 
 def _figures(r: RungResult, guessing: tuple[str, float] | None = None) -> RungFigures:
-    q = classify_quality(r)
     return RungFigures(
         label=r.label,
         model=r.model,
         n=r.n,
-        accuracy=_interval(q.accuracy),
-        macro_f1=_interval(q.macro_f1),
+        quality={name: _interval(name, m) for name, m in r.quality.metrics().items()},
+        primary=r.quality.primary_metric(),
         p50_ms=r.latency_ms.p50,
         p95_ms=r.latency_ms.p95,
         throughput_per_s=r.throughput_per_s,
@@ -157,17 +237,22 @@ def _figures(r: RungResult, guessing: tuple[str, float] | None = None) -> RungFi
 
 
 def parse_results(results: RunResults) -> list[RungFigures]:
-    """The figures the advice works on, for each rung of a run."""
+    """The figures the advice works on, for each rung of a run of any task type."""
     if not results.rungs:
         raise DataError("results.json holds no rungs; run `rung compare` first")
-    if results.task.type != "classify":
-        raise DataError(
-            f"rung advise reads classify runs; this is a {results.task.type} run, whose figures "
-            "are in its report.md and results.json"
-        )
     best = max(results.baselines, key=lambda b: b.accuracy.value, default=None)
     guessing = (f"{best.name} ({best.rule})", best.accuracy.value) if best else None
     return [_figures(r, guessing) for r in results.rungs]
+
+
+def measured_metrics(rungs: list[RungFigures]) -> list[str]:
+    """The metrics any rung measured, the primary first, then in the scorer's order."""
+    names: list[str] = []
+    for r in rungs:
+        for name in (r.primary, *r.quality):
+            if name not in names:
+                names.append(name)
+    return names
 
 
 @dataclass(frozen=True)
@@ -231,8 +316,5 @@ class Assessment:
 
 
 def metric_of(a: Assessment, metric: str) -> Interval:
-    return a.rung.macro_f1 if metric == "macro_f1" else a.rung.accuracy
-
-
-def metric_word(metric: str) -> str:
-    return "macro-F1" if metric == "macro_f1" else "accuracy"
+    """A rung's interval on a metric every rung of the run measured (the advice's ``metric``)."""
+    return a.rung.quality[metric]

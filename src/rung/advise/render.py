@@ -13,7 +13,7 @@ from rich.text import Text
 
 from rung import fmt
 from rung.advise.advice import Advice, Assessment
-from rung.advise.figures import CONSTRAINT_SHORT
+from rung.advise.figures import Interval, constraint_short, measured_metrics, metric_word
 
 __all__ = ["advice_json", "advice_renderable", "advice_table", "print_advice"]
 
@@ -23,8 +23,8 @@ def _verdict(a: Assessment, advice: Advice) -> Text:
         return Text("recommended", style="bold green")
     if a.meets_all:
         return Text("meets all", style="green")
-    failed = [CONSTRAINT_SHORT[c.constraint] for c in a.fails]
-    unknown = [CONSTRAINT_SHORT[c.constraint] for c in a.unknown]
+    failed = [constraint_short(c.constraint) for c in a.fails]
+    unknown = [constraint_short(c.constraint) for c in a.unknown]
     parts = []
     if failed:
         parts.append("fails " + ", ".join(failed))
@@ -33,13 +33,25 @@ def _verdict(a: Assessment, advice: Advice) -> Text:
     return Text("; ".join(parts), style="red" if failed else "yellow")
 
 
+def _figure(q: Interval | None, with_interval: bool) -> str:
+    if q is None:
+        return "-"
+    return (
+        f"{q.value:.3f} [dim][{q.low:.2f}-{q.high:.2f}][/]" if with_interval else f"{q.value:.3f}"
+    )
+
+
 def advice_table(advice: Advice) -> Table:
     table = Table(title="Advice", title_justify="left")
+    # The run's metrics, the primary first with its interval (classify: accuracy, macro-F1).
+    metrics = measured_metrics([a.rung for a in advice.assessments])
+    table.add_column("rung", justify="left")
+    table.add_column("params", justify="right")
+    for i, m in enumerate(metrics):
+        table.add_column(
+            f"{metric_word(m)} [95% CI]" if i == 0 else metric_word(m), justify="right"
+        )
     for name, justify in (
-        ("rung", "left"),
-        ("params", "right"),
-        ("accuracy [95% CI]", "right"),
-        ("macro-F1", "right"),
         ("p95 ms", "right"),
         ("$ / 1k req", "right"),
         ("memory", "right"),
@@ -47,12 +59,10 @@ def advice_table(advice: Advice) -> Table:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for a in advice.assessments:
-        acc = a.rung.accuracy
         table.add_row(
             a.label,
             "API" if a.is_api else fmt.params(a.size),
-            f"{acc.value:.3f} [dim][{acc.low:.2f}-{acc.high:.2f}][/]",
-            f"{a.rung.macro_f1.value:.3f}",
+            *(_figure(a.rung.metric(m), with_interval=i == 0) for i, m in enumerate(metrics)),
             f"{a.rung.p95_ms:.0f}",
             fmt.usd(a.cost_per_1k),
             "-" if a.is_api else fmt.bytes_(a.memory_bytes),

@@ -574,8 +574,12 @@ def _advice(advice: Mapping[str, Any] | None) -> str:
     if not advice:
         return ""
     rec = advice.get("recommended")
-    given = {k: v for k, v in (advice.get("constraints") or {}).items() if v not in (None, False)}
+    constraints = dict(advice.get("constraints") or {})
+    # Floors on any metric (rougeL, chrf, ...) read like classify's: "min rougeL 0.35".
+    floors = constraints.pop("min_quality", None) or {}
+    given = {k: v for k, v in constraints.items() if v not in (None, False)}
     given.pop("context", None)  # always set; it matters only with a device
+    given.update({f"min_{metric}": v for metric, v in floors.items()})
     asked = (
         "Constraints: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in given.items()) + "."
         if given
