@@ -221,3 +221,25 @@ def test_models_and_fit_say_what_extra_buffers_auto_does_on_this_cpu() -> None:
     fitted = " ".join(_ok(["fit", "llamacpp:smollm2-135m-instruct"], amx).split())
     assert "repacking off (extra_buffers: auto)" in fitted
     assert "AMX" not in _ok(["fit", "encoder:minilm-l6"], amx)
+
+
+def test_advise_a_text_run(tmp_path: Path) -> None:
+    from tests.advise.test_advice import text_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    results = text_run({"small": (0.30, 0.27, 0.33), "big": (0.42, 0.39, 0.45)})
+    (out / "results.json").write_text(results.to_text())
+    doc = json.loads(_ok(["advise", str(out), "--json"]))
+    assert doc["metric"] == "rougeL" and doc["recommended"]["label"] == "big"
+    low = json.loads(_ok(["advise", str(out), "--min-quality", "rougeL=0.25", "--json"]))
+    assert low["recommended"]["label"] == "small"
+    assert low["constraints"]["min_quality"] == {"rougeL": 0.25}
+    # a bare VALUE is the primary metric's floor; 35% is 0.35
+    bare = json.loads(_ok(["advise", str(out), "--min-quality", "35%", "--json"]))
+    assert bare["recommended"]["label"] == "big"
+    assert bare["constraints"]["min_quality"] == {"rougeL": 0.35}
+    text = _ok(["advise", str(out), "--min-quality", "rougeL=25"])
+    assert "Recommended: small" in text and "rougeL [95% CI]" in text
+    _fails(["advise", str(out), "--min-quality", "bleu=0.2"], "did not measure 'bleu'")
+    _fails(["advise", str(out), "--min-quality", "rougeL=lots"], "must be a number")

@@ -63,6 +63,8 @@ def test_compare_extract_with_smollm2(shared_data: Path, tmp_path: Path) -> None
     assert results.task.items_sha256
     html = (out / "report.html").read_text()
     assert "f1 [95% CI]" in html and 'id="load"' in html
+    # the default advice, on the task's primary metric, as a classify report has it
+    assert 'id="advice"' in html and "Recommended: <b>" in html
     rows = [PredictionRow.model_validate_json(line) for line in (out / "predictions.jsonl").open()]
     assert len(rows) == 2 and all(r.generated is not None and r.item_metrics for r in rows)
     assert "| llamacpp:smollm2-135m-instruct |" in (out / "report.md").read_text()

@@ -100,8 +100,10 @@ def _compare_task(
     folder = RunFolder(out)
     folder.check_writable()
     run = run_task(spec, base_dir, use_cache=use_cache, progress=progress)
-    # `rung advise` reads classify runs only so far: a text task's report has no advice.
-    advice = None
+    # As for classify: the advice with no constraints (the smallest rung tied with the best on
+    # the task's primary metric); `rung advise RUN_DIR --min-quality ...` answers with the
+    # user's own.
+    advice = advice_for_results(run.results, Constraints(), spec.base_urls()).to_json()
     folder.write(
         run.results,
         run.rows,

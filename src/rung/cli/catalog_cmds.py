@@ -391,6 +391,38 @@ def _fraction(value: float | None, name: str) -> float | None:
     return value
 
 
+def _quality_floors(values: list[str], primary: str | None) -> dict[str, float]:
+    """--min-quality METRIC=VALUE (or VALUE alone: the run's primary metric) as metric → floor.
+    VALUE is a fraction (0.35), a percentage (35) or 35%."""
+    from rung.errors import DataError, SpecError
+
+    floors: dict[str, float] = {}
+    for text in values:
+        given, sep, number = text.rpartition("=")
+        name = given.strip() if sep else primary
+        if name is None:
+            raise DataError("results.json holds no rungs; run `rung compare` first")
+        if not name:
+            raise SpecError(
+                f"--min-quality {text!r} names no metric; give METRIC=VALUE (rougeL=0.35) "
+                "or VALUE alone for the run's primary metric"
+            )
+        number = number.strip()
+        percent = number.endswith("%")
+        try:
+            value = float(number.removesuffix("%"))
+        except ValueError:
+            raise SpecError(
+                f"--min-quality {text!r}: the floor must be a number, such as 0.35, 35 or 35%"
+            ) from None
+        floor = _fraction(value / 100 if percent else value, f"--min-quality {name}")
+        if name in floors:
+            raise SpecError(f"--min-quality gives a floor on {name} twice; give it once")
+        assert floor is not None  # a number in gives a number out
+        floors[name] = floor
+    return floors
+
+
 def advise_cmd(
     run_dir: Annotated[
         Path | None,
@@ -401,6 +433,16 @@ def advise_cmd(
     ] = None,
     min_macro_f1: Annotated[
         float | None, typer.Option(help="Macro-F1 floor: 0.8 or 80 (%).", show_default=False)
+    ] = None,
+    min_quality: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--min-quality",
+            metavar="METRIC=VALUE",
+            help="Floor on any metric the run measured (rougeL=0.35, chrf=40%, f1=0.6); "
+            "VALUE alone is the run's primary metric. Repeatable.",
+            show_default=False,
+        ),
     ] = None,
     max_p95_ms: Annotated[
         float | None, typer.Option(help="Latency limit, milliseconds (p95).", show_default=False)
@@ -464,14 +506,18 @@ def advise_cmd(
         )
     from rung.advise.advice import Constraints
     from rung.advise.render import advice_json, print_advice
-    from rung.advise.run import advice_for_run
+    from rung.advise.run import advice_for_results, read_run
     from rung.catalog.devices import get_device
 
     if device is not None:
         get_device(device)
+    results, base_urls = read_run(run_dir)
+    # A bare --min-quality VALUE is a floor on the metric that ranks this run's rungs.
+    primary = next((r.quality.primary_metric() for r in results.rungs), None)
     constraints = Constraints(
         min_accuracy=_fraction(min_accuracy, "--min-accuracy"),
         min_macro_f1=_fraction(min_macro_f1, "--min-macro-f1"),
+        min_quality=_quality_floors(min_quality or [], primary),
         max_p95_ms=max_p95_ms,
         max_cost_per_1k=max_cost_per_1k,
         device=device,
@@ -481,7 +527,7 @@ def advise_cmd(
         context=context,
     )
     overrides, source = _overrides(catalog)
-    advice = advice_for_run(run_dir, constraints, overrides, source)
+    advice = advice_for_results(results, constraints, base_urls, overrides, source)
     if as_json:
         console.print_json(advice_json(advice))
         return
