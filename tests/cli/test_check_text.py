@@ -2,7 +2,7 @@
 a few-shot completion) on French → English pairs: the same spec again passes (its answers come
 from the cache, every delta is 0), a worse prompt (the shots dropped: chrF falls from about 75
 to about 17) fails with exit 1 with the paired bootstrap, and a spec that draws other test
-items is refused after the run, before the gate."""
+items is refused before any rung is asked."""
 
 from __future__ import annotations
 
@@ -105,3 +105,5 @@ def test_other_items_are_refused(baseline: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 2, result.output + result.stderr
     assert "test items differ from those of the baseline run" in result.stderr
+    # refused before any rung was asked: no run folder was written
+    assert not (tmp_path / "run").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rung.app.compare import AnySpec, CompareResult, compare_spec
 from rung.check import CheckReport, RunData, gate, rungs_to_gate
+from rung.compare.tasks import test_items_sha256
 from rung.errors import DataError, RunError
 from rung.responses import Progress
 from rung.runs import CompareSpec, RunFolder
@@ -80,13 +81,14 @@ def _refuse_other_items(spec_items: str, base_items: str, baseline: Path) -> Non
         )
 
 
-def _spec_items(spec: AnySpec, base_dir: Path) -> str | None:
-    """The items hash of the spec's test split, when it can be told before any rung is asked
-    (classify's split is drawn from the data alone); None: known once the run has read them."""
-    if not isinstance(spec, CompareSpec):
-        return None
-    test = load_task_data(spec.task, base_dir).test
-    return items_sha256((x.id, x.text, x.label) for x in test)
+def _spec_items(spec: AnySpec, base_dir: Path) -> str:
+    """The items hash of the spec's test split, told before any rung is asked: the split is
+    drawn from the data alone."""
+    if isinstance(spec, CompareSpec):
+        test = load_task_data(spec.task, base_dir).test
+        return items_sha256((x.id, x.text, x.label) for x in test)
+    _, items = spec.kind.load_items(spec.task_spec(), base_dir)
+    return test_items_sha256(items)
 
 
 def _task_type(spec: AnySpec) -> str:
@@ -114,10 +116,8 @@ def check_spec(
         )
     rungs_to_gate(spec.check, base.results)
     base_items = baseline_items(base)
-    # Refused before any rung is asked where the items are known without asking one.
-    spec_items = _spec_items(spec, base_dir)
-    if spec_items is not None:
-        _refuse_other_items(spec_items, base_items, baseline)
+    # Refused before any rung is asked.
+    _refuse_other_items(_spec_items(spec, base_dir), base_items, baseline)
     result = compare_spec(spec, base_dir, out, use_cache=use_cache, progress=progress)
     candidate = _read(RunFolder(result.out))
     cand_items = candidate.results.task.items_sha256 or items_sha256_of_rows(candidate.predictions)

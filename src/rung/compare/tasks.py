@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,9 +60,11 @@ __all__ = [
     "TaskSpec",
     "answer_requests",
     "generate_key",
+    "gold_text",
     "is_task_spec",
     "load_task_spec",
     "run_task",
+    "test_items_sha256",
 ]
 
 
@@ -232,11 +235,17 @@ class TaskRun:
     spec: TaskSpec
 
 
-def _gold_text(item: Item[Any]) -> str:
+def gold_text(item: Item[Any]) -> str:
+    """The item's reference as predictions.jsonl's ``gold`` holds it (and the items hash)."""
     ref = item.reference
     if isinstance(ref, list):
         return " ".join(ref) if "tokens" in item.extra else " || ".join(ref)
     return ref if isinstance(ref, str) else str(ref)
+
+
+def test_items_sha256(test: Sequence[Item[Any]]) -> str:
+    """The identity of a task's test items, as results.json records it."""
+    return items_sha256((x.id, x.text, gold_text(x)) for x in test)
 
 
 @dataclass
@@ -467,7 +476,7 @@ async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progre
                         model=model.model_id,
                         id=item.id,
                         text=item.text,
-                        gold=_gold_text(item),
+                        gold=gold_text(item),
                         predicted=answer.text,
                         confidence=None,
                         scores={},
@@ -498,7 +507,7 @@ async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progre
             n_test=len(test),
             seed=seed_value,
             data=_data_path(task, base_dir),
-            items_sha256=items_sha256((x.id, x.text, _gold_text(x)) for x in test),
+            items_sha256=test_items_sha256(test),
         ),
         rungs=rungs,
         failed=failed,
