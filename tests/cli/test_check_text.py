@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from rung.cli.main import app
 
@@ -61,15 +61,20 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_the_same_translate_spec_passes(baseline: Path, tmp_path: Path) -> None:
-    report = tmp_path / "check.json"
-    result = runner.invoke(
+def _check(spec: Path, baseline: Path, tmp_path: Path) -> Result:
+    """`rung check SPEC` against the baseline, into tmp_path/run, its verdict in check.json."""
+    return runner.invoke(
         app,
         [
-            "check", str(_spec(tmp_path, "same", GOOD)), "--baseline", str(baseline),
-            "--out", str(tmp_path / "run"), "--json", str(report),
+            "check", str(spec), "--baseline", str(baseline), "--out", str(tmp_path / "run"),
+            "--json", str(tmp_path / "check.json"),
         ],
     )  # fmt: skip
+
+
+def test_the_same_translate_spec_passes(baseline: Path, tmp_path: Path) -> None:
+    report = tmp_path / "check.json"
+    result = _check(_spec(tmp_path, "same", GOOD), baseline, tmp_path)
     assert result.exit_code == 0, result.output + result.stderr
     assert "✅ passed" in result.stdout
     data = json.loads(report.read_text(encoding="utf-8"))
@@ -82,13 +87,7 @@ def test_the_same_translate_spec_passes(baseline: Path, tmp_path: Path) -> None:
 
 def test_a_worse_prompt_fails_the_gate(baseline: Path, tmp_path: Path) -> None:
     report = tmp_path / "check.json"
-    result = runner.invoke(
-        app,
-        [
-            "check", str(_spec(tmp_path, "worse", WORSE)), "--baseline", str(baseline),
-            "--out", str(tmp_path / "run"), "--json", str(report),
-        ],
-    )  # fmt: skip
+    result = _check(_spec(tmp_path, "worse", WORSE), baseline, tmp_path)
     assert result.exit_code == 1, result.output + result.stderr
     assert "❌ failed" in result.stdout
     chrf = next(c for c in json.loads(report.read_text())["quality"] if c["metric"] == "chrf")
@@ -96,13 +95,7 @@ def test_a_worse_prompt_fails_the_gate(baseline: Path, tmp_path: Path) -> None:
 
 
 def test_other_items_are_refused(baseline: Path, tmp_path: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "check", str(_spec(tmp_path, "fewer", GOOD, test_size=6)), "--baseline",
-            str(baseline), "--out", str(tmp_path / "run"),
-        ],
-    )  # fmt: skip
+    result = _check(_spec(tmp_path, "fewer", GOOD, test_size=6), baseline, tmp_path)
     assert result.exit_code == 2, result.output + result.stderr
     assert "test items differ from those of the baseline run" in result.stderr
     # refused before any rung was asked: no run folder was written

@@ -76,6 +76,20 @@ def mcnemar_exact(wins: int, losses: int, n: int, margin: float = 0.0) -> float:
     return binom_cdf(wins, discordant, theta)
 
 
+def _percentile_test(delta: float, resampled: np.ndarray, margin: float, n: int) -> PairedTest:
+    """The percentile interval of the resampled deltas and the share of them at or above
+    -margin (with the usual +1 so that the p-value is never 0)."""
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    # A tolerance so that a delta equal to -margin (up to rounding) counts as no regression.
+    above = int(np.count_nonzero(resampled >= -margin - 1e-12))
+    return PairedTest(
+        delta=delta,
+        ci95=(float(low), float(high)),
+        p_value=(above + 1) / (len(resampled) + 1),
+        n=n,
+    )
+
+
 def paired_bootstrap(
     baseline: Sequence[float],
     candidate: Sequence[float],
@@ -94,15 +108,7 @@ def paired_bootstrap(
         return PairedTest(0.0, (0.0, 0.0), 1.0, 0)
     rng = np.random.default_rng(seed)
     means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    # A tolerance so that a mean equal to -margin (up to rounding) counts as no regression.
-    above = int(np.count_nonzero(means >= -margin - 1e-12))
-    return PairedTest(
-        delta=float(diffs.mean()),
-        ci95=(float(low), float(high)),
-        p_value=(above + 1) / (resamples + 1),
-        n=n,
-    )
+    return _percentile_test(float(diffs.mean()), means, margin, n)
 
 
 def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
@@ -135,14 +141,7 @@ def paired_ratio_bootstrap(
     deltas = _ratio(c_top[idx].sum(axis=1), c_bottom[idx].sum(axis=1)) - _ratio(
         b_top[idx].sum(axis=1), b_bottom[idx].sum(axis=1)
     )
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    above = int(np.count_nonzero(deltas >= -margin - 1e-12))
-    return PairedTest(
-        delta=delta,
-        ci95=(float(low), float(high)),
-        p_value=(above + 1) / (resamples + 1),
-        n=n,
-    )
+    return _percentile_test(delta, deltas, margin, n)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -412,16 +412,24 @@ window.addEventListener("load", function () {
 """
 
 
+def _answered_by_all(
+    names: Sequence[str], predictions: Sequence[PredictionRow]
+) -> tuple[dict[str, dict[str, PredictionRow]], list[str]]:
+    """Each rung's rows by item id, and the ids every rung answered, in the first rung's
+    order."""
+    by_rung: dict[str, dict[str, PredictionRow]] = {n: {} for n in names}
+    for p in predictions:
+        if p.rung in by_rung:
+            by_rung[p.rung][p.id] = p
+    return by_rung, [i for i in by_rung[names[0]] if all(i in by_rung[n] for n in names)]
+
+
 def _aligned(
     names: Sequence[str], predictions: Sequence[PredictionRow]
 ) -> list[list[tuple[str, str, str, str | None]]]:
     """Per rung, (id, text, gold, predicted) for the examples every rung answered, in the
     first rung's order."""
-    by_rung: dict[str, dict[str, PredictionRow]] = {n: {} for n in names}
-    for p in predictions:
-        if p.rung in by_rung:
-            by_rung[p.rung][p.id] = p
-    ids = [i for i in by_rung[names[0]] if all(i in by_rung[n] for n in names)]
+    by_rung, ids = _answered_by_all(names, predictions)
     return [
         [(i, row.text, row.gold, row.predicted) for i in ids for row in [by_rung[n][i]]]
         for n in names
@@ -511,11 +519,7 @@ def _text_examples(rungs: Sequence[RungResult], predictions: Sequence[Prediction
     title = "Examples"
     metric = rungs[0].quality.primary_metric()
     names = [r.label for r in rungs]
-    by_rung: dict[str, dict[str, PredictionRow]] = {n: {} for n in names}
-    for p in predictions:
-        if p.rung in by_rung:
-            by_rung[p.rung][p.id] = p
-    ids = [i for i in by_rung[names[0]] if all(i in by_rung[n] for n in names)]
+    by_rung, ids = _answered_by_all(names, predictions)
     if not ids:
         return _section("examples", title, _note("No predictions of these rungs were given."))
 
