@@ -92,35 +92,15 @@ class Gateway:
         slot = UsageSlot()
         scope["rung.usage"] = slot
         status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         state = self.state
         endpoint = _endpoint(scope["path"])
-        try:
-            if _needs_key(scope):
-                if state.gate is None:
-                    raise ApiError(503, "the server is starting: retry in a moment", "server_error")
-                authorization = None
-                for name, value in scope["headers"]:
-                    if name == b"authorization":
-                        authorization = value.decode("latin-1")
-                        break
-                if authorization is None and self.sessions is not None:
-                    # the web page's own calls: its session stands for the key it logged in with
-                    authorization = self.sessions.authorization(scope)
-                slot.principal = await state.gate.admit(authorization)
-        except ApiError as e:
-            await error_response(e)(scope, receive, send_status)
-            state.metrics.observe("-", endpoint, status, time.perf_counter() - started, 0, 0, 0.0)
-            return
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
             elapsed = time.perf_counter() - started
             state.metrics.observe(
                 slot.model,
@@ -146,6 +126,38 @@ class Gateway:
                         status=status,
                     )
                 )
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Count the request before its last byte leaves: a client that reads its usage
+                # or the metrics right after the response must find this request in them.
+                record()
+            await send(message)
+
+        try:
+            if _needs_key(scope):
+                if state.gate is None:
+                    raise ApiError(503, "the server is starting: retry in a moment", "server_error")
+                authorization = None
+                for name, value in scope["headers"]:
+                    if name == b"authorization":
+                        authorization = value.decode("latin-1")
+                        break
+                if authorization is None and self.sessions is not None:
+                    # the web page's own calls: its session stands for the key it logged in with
+                    authorization = self.sessions.authorization(scope)
+                slot.principal = await state.gate.admit(authorization)
+        except ApiError as e:
+            await error_response(e)(scope, receive, send_status)
+            return
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            # a client that left, or an app that raised, never sent the last body message
+            record()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
