@@ -39,7 +39,9 @@ def calibrate_cmd(
     target: Annotated[
         float,
         typer.Option(
-            "--target", help="Accuracy to keep, as a share of the most accurate rung's (0-1]."
+            "--target",
+            help="Accuracy (a text task's primary metric) to keep, as a share of the best "
+            "rung's (0-1].",
         ),
     ] = 0.99,
     rungs: Annotated[
@@ -107,7 +109,7 @@ def calibrate_cmd(
         return
     console.print(f"Cascade [bold]{cascade_name}[/]: {cal.policy.describe()}", highlight=False)
     console.print(
-        f"target: {cal.target:g} × {cal.top}'s accuracy {cal.top_accuracy:.3f} = "
+        f"target: {cal.target:g} × {cal.top}'s {cal.metric} {cal.top_accuracy:.3f} = "
         f"{cal.required_accuracy:.3f}; {cal.evaluated:,} cascades tried over "
         f"{' → '.join(cal.order)}",
         highlight=False,

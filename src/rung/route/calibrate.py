@@ -15,6 +15,10 @@ evaluated cascade lands on one cost-quality plane, whose upper-left frontier is 
 ``route calibrate`` plots; the chosen cascade is the cheapest point of it whose accuracy is at
 least ``target`` × the top rung's.
 
+On a text task (an answer task's grounded answers, say) "accuracy" is the run's primary
+metric, averaged over the answers the cascade keeps: each answer counts its own score (token
+F1, say) instead of right or wrong, and the same search applies.
+
 Thresholds chosen on a set of examples fit that set: the accuracy they reach there is
 optimistic. ``holdout`` keeps a share of the examples aside and reports the chosen cascade on
 them as well.
@@ -87,6 +91,8 @@ class Calibration:
     cost_basis: CostBasis
     evaluated: int
     notes: tuple[str, ...]
+    #: what the accuracy figures measure: accuracy, or a text task's primary metric
+    metric: str = "accuracy"
 
     @property
     def policy(self) -> Policy:
@@ -104,6 +110,7 @@ class Calibration:
         unit = self.cost_unit
         return {
             "target": self.target,
+            "metric": self.metric,
             "order": list(self.order),
             "top": self.top,
             "top_accuracy": self.top_accuracy,
@@ -160,18 +167,20 @@ def _thin(conf: FloatArray, cands: FloatArray, size: int) -> FloatArray:
 
 @dataclass
 class _Front:
-    """The upper-left frontier of (cost, correct) points seen so far, with their policies."""
+    """The upper-left frontier of (cost, correct) points seen so far, with their policies.
+    ``correct`` is the summed quality of the answers: a count of right labels, or a sum of a
+    text metric's per-answer values."""
 
     cost: FloatArray
-    correct: IntArray
+    correct: FloatArray
     policies: list[Policy]
     evaluated: int = 0
 
     @classmethod
     def empty(cls) -> _Front:
-        return cls(np.zeros(0), np.zeros(0, dtype=np.int64), [])
+        return cls(np.zeros(0), np.zeros(0), [])
 
-    def merge(self, cost: FloatArray, correct: IntArray, make: Callable[[int], Policy]) -> None:
+    def merge(self, cost: FloatArray, correct: FloatArray, make: Callable[[int], Policy]) -> None:
         self.evaluated += len(cost)
         all_cost = np.concatenate([self.cost, cost])
         all_correct = np.concatenate([self.correct, correct])
@@ -180,8 +189,10 @@ class _Front:
         # earlier (simpler) policy wins a tie. Costs equal but for float round-off (the same
         # requests paying the same rungs, summed in another order) count as equal.
         scale = float(all_cost.max()) if len(all_cost) and all_cost.max() > 0 else 1.0
-        order = np.lexsort((-all_correct, np.round(all_cost / scale, 12)))
-        ranked = all_correct[order]
+        # sums of a text metric's values differ by round-off in another order, too
+        rounded = np.round(all_correct, 9)
+        order = np.lexsort((-rounded, np.round(all_cost / scale, 12)))
+        ranked = rounded[order]
         best_before = np.concatenate([[-1], np.maximum.accumulate(ranked)[:-1]])
         kept = order[ranked > best_before]
         self.policies = [self.policies[i] if i < n_old else make(int(i) - n_old) for i in kept]
@@ -194,7 +205,7 @@ def _sweep(
     a: int,
     b: int,
     conf: FloatArray,
-    correct: BoolArray,
+    correct: FloatArray,
     costs: FloatArray,
     names: Sequence[str],
 ) -> None:
@@ -202,12 +213,12 @@ def _sweep(
     of (rung, threshold)."""
     n = conf.shape[0]
     reach = np.ones(n, dtype=bool)
-    fixed_correct = 0
+    fixed_correct = 0.0
     fixed_cost = 0.0
     for k, t in prefix:
         fixed_cost += costs[k] * int(reach.sum())
         keep = reach & (conf[:, k] >= t)
-        fixed_correct += int(correct[keep, k].sum())
+        fixed_correct += float(correct[keep, k].sum())
         reach &= ~keep
     rows = np.flatnonzero(reach)
     r = len(rows)
@@ -247,7 +258,7 @@ def _sweep(
     def make(i: int) -> Policy:
         return Policy((*lead, names[a], names[b]), (*lead_t, float(thresholds[i]), None))
 
-    front.merge(cost.astype(np.float64), total.astype(np.int64), make)
+    front.merge(cost.astype(np.float64), total.astype(np.float64), make)
 
 
 def _always(policy: Policy) -> Callable[[int], Policy]:
@@ -268,7 +279,7 @@ def _answered_by(policy: Policy, conf: FloatArray, index: dict[str, int]) -> Int
 
 
 def _point(
-    policy: Policy, cost: float, correct: int, conf: FloatArray, index: dict[str, int], n: int
+    policy: Policy, cost: float, correct: float, conf: FloatArray, index: dict[str, int], n: int
 ) -> CurvePoint:
     who = _answered_by(policy, conf, index)
     shares = tuple(float((who == k).mean()) if n else 0.0 for k in range(len(policy.rungs)))
@@ -317,18 +328,18 @@ def calibrate(
     correct = np.stack([c.correct(fit.gold) for c in columns], axis=1)
     counts = correct.sum(axis=0)
     # the most accurate rung; on a tie, the larger (later) one
-    top = max(range(len(names)), key=lambda k: (int(counts[k]), k))
-    required = target * int(counts[top])
+    top = max(range(len(names)), key=lambda k: (round(float(counts[k]), 9), k))
+    required = target * float(counts[top])
 
     front = _Front.empty()
     singles = []
     for k in range(len(names)):
         single = CurvePoint(
-            Policy((names[k],), (None,)), float(costs[k]), int(counts[k]) / n, (1.0,)
+            Policy((names[k],), (None,)), float(costs[k]), float(counts[k]) / n, (1.0,)
         )
         front.merge(
             np.array([costs[k]]),
-            np.array([int(counts[k])], dtype=np.int64),
+            np.array([float(counts[k])]),
             _always(single.policy),
         )
         singles.append(single)
@@ -344,7 +355,7 @@ def calibrate(
 
     index = {name: k for k, name in enumerate(names)}
     curve = tuple(
-        _point(p, float(c), int(k), conf, index, n)
+        _point(p, float(c), float(k), conf, index, n)
         for p, c, k in zip(front.policies, front.cost, front.correct, strict=True)
     )
     chosen = next(p for p in curve if p.accuracy * n + EPS >= required)
@@ -366,7 +377,7 @@ def calibrate(
     notes = [note] if note else []
     if chosen.policy.rungs == (names[top],) and top != 0:
         notes.append(
-            f"no cascade reaches {target:g} × {names[top]}'s accuracy more cheaply than "
+            f"no cascade reaches {target:g} × {names[top]}'s {table.metric} more cheaply than "
             f"{names[top]} alone"
         )
     if top == 0:
@@ -376,14 +387,14 @@ def calibrate(
         )
     if not holdout:
         notes.append(
-            "the thresholds were chosen on these same examples, so the accuracy shown is "
+            f"the thresholds were chosen on these same examples, so the {table.metric} shown is "
             "optimistic; use --holdout or simulate on another run to check it"
         )
     return Calibration(
         target=float(target),
         order=tuple(names),
         top=names[top],
-        top_accuracy=int(counts[top]) / n,
+        top_accuracy=float(counts[top]) / n,
         required_accuracy=required / n,
         chosen=evaluation,
         holdout=held,
@@ -392,4 +403,5 @@ def calibrate(
         cost_basis=basis,
         evaluated=front.evaluated,
         notes=tuple(notes),
+        metric=table.metric,
     )

@@ -44,7 +44,7 @@ def evaluation_table(evaluation: Evaluation, title: str) -> Table:
         ("threshold", "right"),
         ("reaches", "right"),
         ("answers (95% CI)", "right"),
-        ("accuracy of its answers", "right"),
+        (f"{evaluation.metric} of its answers", "right"),
         (_cost_label(evaluation), "right"),
     ):
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
@@ -64,7 +64,7 @@ def summary_lines(evaluation: Evaluation, label: str = "cascade") -> list[str]:
     e = evaluation
     diff = e.difference
     lines = [
-        f"accuracy: {label} {_ci(e.accuracy)} vs {e.reference} alone {_ci(e.reference_accuracy)} "
+        f"{e.metric}: {label} {_ci(e.accuracy)} vs {e.reference} alone {_ci(e.reference_accuracy)} "
         f"(difference {diff.value * 100:+.1f} points [{diff.ci95[0] * 100:+.1f}, "
         f"{diff.ci95[1] * 100:+.1f}], paired, n={e.n})",
     ]
@@ -102,7 +102,7 @@ def curve_figure(cal: Calibration) -> object:
             mode="lines+markers",
             line={"color": "#888", "shape": "hv", "width": 1.5},
             marker={"size": 5, "color": "#888"},
-            name="cheapest cascade for each accuracy",
+            name=f"cheapest cascade for each {cal.metric}",
             customdata=[
                 [
                     html.escape(p.policy.describe()),
@@ -110,7 +110,7 @@ def curve_figure(cal: Calibration) -> object:
                 ]
                 for p in cal.curve
             ],
-            hovertemplate="%{customdata[0]}<br>accuracy %{y:.3f}, cost %{x:.4g}"
+            hovertemplate="%{customdata[0]}<br>" + cal.metric + " %{y:.3f}, cost %{x:.4g}"
             "<br>answered by each rung: %{customdata[1]}<extra></extra>",
         )
     )
@@ -128,7 +128,8 @@ def curve_figure(cal: Calibration) -> object:
                 textposition="top left" if right else "top right",
                 marker={"size": 12, "color": colour(i), "symbol": "diamond"},
                 name=f"{name} alone",
-                hovertemplate=f"{name} alone<br>accuracy %{{y:.3f}}, cost %{{x:.4g}}<extra></extra>",
+                hovertemplate=f"{name} alone<br>{cal.metric} %{{y:.3f}}, cost %{{x:.4g}}"
+                "<extra></extra>",
             )
         )
     chosen = cal.chosen
@@ -146,7 +147,7 @@ def curve_figure(cal: Calibration) -> object:
                 "color": "#111",
             },
             hovertemplate=html.escape(chosen.policy.describe())
-            + "<br>accuracy %{y:.3f}, cost %{x:.4g}<extra></extra>",
+            + f"<br>{cal.metric} %{{y:.3f}}, cost %{{x:.4g}}<extra></extra>",
         )
     )
     fig.add_hline(
@@ -156,7 +157,7 @@ def curve_figure(cal: Calibration) -> object:
     )
     fig.update_layout(
         title={
-            "text": f"Cost and accuracy of cascades over {html.escape(' → '.join(cal.order))}",
+            "text": f"Cost and {cal.metric} of cascades over {html.escape(' → '.join(cal.order))}",
             "x": 0,
             "font": {"size": 15},
         },
@@ -166,7 +167,7 @@ def curve_figure(cal: Calibration) -> object:
         legend={"orientation": "h", "y": -0.2, "x": 0},
         xaxis_title=x_title + (" — log scale" if log else ""),
         xaxis_type="log" if log else "linear",
-        yaxis_title="accuracy",
+        yaxis_title=cal.metric,
     )
     return fig
 

@@ -32,7 +32,7 @@ class RungShare:
     threshold: float | None
     reached: Estimate
     answered: Estimate
-    #: accuracy on the examples this rung kept; None when it kept none
+    #: accuracy (a text task's metric) on the examples this rung kept; None when it kept none
     accuracy_answered: float | None
     cost_per_request: float
 
@@ -63,6 +63,8 @@ class Evaluation:
     reference_cost_per_request: float
     shares: tuple[RungShare, ...]
     notes: tuple[str, ...] = ()
+    #: what ``accuracy`` measures: accuracy, or a text task's primary metric
+    metric: str = "accuracy"
 
     @property
     def saving(self) -> float | None:
@@ -81,6 +83,7 @@ class Evaluation:
         return {
             "policy": self.policy.to_json()["rungs"],
             "n": self.n,
+            "metric": self.metric,
             "accuracy": _est(self.accuracy),
             "reference": self.reference,
             "reference_accuracy": _est(self.reference_accuracy),
@@ -156,7 +159,8 @@ def simulate(
     reached = answered_by[:, None] >= k[None, :]  # (n, rungs)
     answered = answered_by[:, None] == k[None, :]
     per_example_cost = (reached * rung_cost[None, :]).sum(axis=1).astype(np.float64)
-    correct = np.array([a is not None and a == g for a, g in zip(answers, gold, strict=True)])
+    quality = np.stack([col.correct(gold) for col in columns], axis=1)
+    correct = quality[np.arange(table.n), answered_by] if table.n else np.zeros(0)
     ref_correct = ref_col.correct(gold)
 
     rng = np.random.default_rng(seed)
@@ -174,20 +178,27 @@ def simulate(
                 cost_per_request=float(rung_cost[j]),
             )
         )
-    diff = correct.astype(np.float64) - ref_correct.astype(np.float64)
+    diff = correct - ref_correct
     notes = [note] if note else []
+    if table.metric == "accuracy":
+        # the run's own resampling, so a one-rung cascade shows the run's own interval
+        accuracy = bootstrap_ci(gold, answers, labels, "accuracy", resamples=resamples, seed=seed)
+        ref_accuracy = bootstrap_ci(
+            gold, list(ref_col.predicted), labels, "accuracy", resamples=resamples, seed=seed
+        )
+    else:
+        accuracy, ref_accuracy = bootstrap_mean(correct, idx), bootstrap_mean(ref_correct, idx)
     return Evaluation(
         policy=policy,
         n=table.n,
-        accuracy=bootstrap_ci(gold, answers, labels, "accuracy", resamples=resamples, seed=seed),
+        accuracy=accuracy,
         reference=ref_col.label,
-        reference_accuracy=bootstrap_ci(
-            gold, list(ref_col.predicted), labels, "accuracy", resamples=resamples, seed=seed
-        ),
+        reference_accuracy=ref_accuracy,
         difference=bootstrap_mean(diff, idx),
         cost_basis=basis,
         cost_per_request=bootstrap_mean(per_example_cost, idx),
         reference_cost_per_request=ref_cost,
         shares=tuple(shares),
         notes=tuple(notes),
+        metric=table.metric,
     )

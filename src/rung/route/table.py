@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rung.errors import DataError, SpecError, did_you_mean
-from rung.runs import PredictionRow, RunFolder
+from rung.runs import PredictionRow, RunFolder, RunResults
 
 __all__ = ["CostBasis", "RunTable", "RungColumn", "load_run", "rung_costs"]
 
@@ -30,7 +30,8 @@ CostBasis = Literal["usd", "latency_ms"]
 @dataclass(frozen=True)
 class RungColumn:
     """One rung's answers, aligned with the table's examples. A confidence the rung could not
-    tell is NaN."""
+    tell is NaN. ``quality`` is each answer's score on a text task's primary metric (0-1, such
+    as an answer's token F1); without it an answer is right when it is the gold label."""
 
     label: str
     model: str
@@ -39,10 +40,15 @@ class RungColumn:
     options: dict[str, Any] = field(default_factory=dict)
     cost_usd_per_1k: float | None = None
     latency_ms: float | None = None
+    quality: FloatArray | None = None
 
-    def correct(self, gold: Sequence[str]) -> BoolArray:
+    def correct(self, gold: Sequence[str]) -> FloatArray:
+        """Each answer's quality: 1 or 0 for a label, its metric's value for a text answer."""
+        if self.quality is not None:
+            return self.quality
         return np.array(
-            [p is not None and p == g for p, g in zip(self.predicted, gold, strict=True)]
+            [p is not None and p == g for p, g in zip(self.predicted, gold, strict=True)],
+            dtype=np.float64,
         )
 
 
@@ -55,6 +61,8 @@ class RunTable:
     labels: tuple[str, ...]
     rungs: tuple[RungColumn, ...]
     source: str = "the run"
+    #: what "right" means: accuracy for labels, a text task's primary metric otherwise
+    metric: str = "accuracy"
 
     @property
     def n(self) -> int:
@@ -96,6 +104,7 @@ class RunTable:
                     r,
                     predicted=tuple(r.predicted[i] for i in at),
                     confidence=r.confidence[at],
+                    quality=None if r.quality is None else r.quality[at],
                 )
                 for r in self.rungs
             ),
@@ -209,9 +218,13 @@ def load_run(run_dir: Path) -> RunTable:
                     f"{rows[name][i].gold!r} for {name}: the predictions come from "
                     "different data; compare the rungs in one run"
                 )
+    metric = "accuracy" if results.task.type == "classify" else _primary(results, folder)
     columns = []
     for name in names:
         summary = summaries.get(name)
+        quality = None
+        if metric != "accuracy":
+            quality = _quality([rows[name][i] for i in ids], metric, name, folder)
         columns.append(
             RungColumn(
                 label=name,
@@ -221,6 +234,7 @@ def load_run(run_dir: Path) -> RunTable:
                 options=options.get(name, {}),
                 cost_usd_per_1k=summary.cost_usd_per_1k if summary is not None else None,
                 latency_ms=summary.latency_ms.mean if summary is not None else None,
+                quality=quality,
             )
         )
     labels = results.task.labels or sorted(set(gold))
@@ -230,4 +244,31 @@ def load_run(run_dir: Path) -> RunTable:
         labels=tuple(labels),
         rungs=tuple(columns),
         source=str(run_dir),
+        metric=metric,
     )
+
+
+def _primary(results: RunResults, folder: RunFolder) -> str:
+    """The metric a text task's cascade keeps: the run's primary one, which every rung shares."""
+    primaries = {r.quality.primary_metric() for r in results.rungs}
+    if len(primaries) != 1:
+        raise DataError(
+            f"{folder.results_path}: the rungs rank by different metrics "
+            f"({', '.join(sorted(primaries))}); a cascade needs one"
+        )
+    return primaries.pop()
+
+
+def _quality(
+    rows: Sequence[PredictionRow], metric: str, rung: str, folder: RunFolder
+) -> FloatArray:
+    values = []
+    for row in rows:
+        value = (row.item_metrics or {}).get(metric)
+        if value is None:
+            raise DataError(
+                f"{folder.predictions_path}: rung {rung} has no {metric} for example {row.id!r}: "
+                "a text task's cascade weighs each answer by it; run `rung compare` again"
+            )
+        values.append(float(value))
+    return np.array(values, dtype=np.float64)
