@@ -65,7 +65,8 @@ schema: install
 	$(BIN)/rung schema results > schemas/run-results.schema.json
 	$(BIN)/rung schema prediction > schemas/prediction-row.schema.json
 	$(BIN)/rung flow schema > schemas/flow.schema.json
-	$(BIN)/rung schema answer-spec > schemas/answer-spec.schema.json
+	for t in extract fields summarize translate generate chat answer; do \
+		$(BIN)/rung schema $$t > schemas/$$t-spec.schema.json; done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

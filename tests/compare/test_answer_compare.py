@@ -1,15 +1,19 @@
 """``rung compare`` on an answer task, end to end: smollm2 answers four questions of the
-e-commerce FAQ (../shared/data/ecommerce_faq) from the FAQ indexed on the fly with MiniLM."""
+e-commerce FAQ (../shared/data/ecommerce_faq) from the FAQ indexed on the fly with MiniLM; the
+run folder is any task's (results.json, predictions.jsonl, report.html)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from rung.cli.main import app
+from rung.runs import PredictionRow, RunResults
+from rung.runs.quality import TextQuality
 from tests.serve.conftest import LLAMA_OPTIONS
 
 
@@ -33,50 +37,114 @@ def write_spec(tmp_path: Path, shared_data: Path, **task: object) -> Path:
         }
         | task,
         "models": [{"id": "llamacpp:smollm2-135m-instruct", "options": LLAMA_OPTIONS}],
-        "bootstrap": 200,
+        "measure": {"bootstrap": 200, "load": None, "memory": False},
     }
     path = tmp_path / "answer.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
 
-def test_compare_answers_writes_metrics_and_answers(tmp_path: Path, shared_data: Path) -> None:
-    spec = write_spec(tmp_path, shared_data)
+def test_compare_answers_writes_a_run_folder(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNG_CACHE_DIR", str(tmp_path / "cache"))
+    judge = {"model": "llamacpp:smollm2-135m-instruct", "options": LLAMA_OPTIONS}
+    spec = write_spec(tmp_path, shared_data, judge=judge)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["compare", str(spec), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    results = json.loads((out / "answer-results.json").read_text())
-    assert results["n_questions"] == 4
-    [rung] = results["rungs"]
-    metrics = rung["metrics"]
-    for name in ("token_f1", "rouge_l", "from_context", "citation_recall", "retrieval_recall"):
-        low, high = metrics[name]["ci95"]
-        assert 0.0 <= low <= metrics[name]["value"] <= high <= 1.0
+    results = RunResults.model_validate_json((out / "results.json").read_text())
+    assert results.task.type == "answer" and results.task.n_test == 4
+    [rung] = results.rungs
+    assert isinstance(rung.quality, TextQuality) and rung.quality.primary == "token_f1"
+    scores = rung.quality.scores
+    assert rung.quality.judge is not None and "smollm2" in rung.quality.judge
+    for name in (
+        "token_f1",
+        "rouge_l",
+        "from_context",
+        "citation_recall",
+        "retrieval_recall",
+        "faithfulness",
+    ):
+        low, high = scores[name].ci95
+        assert 0.0 <= low <= scores[name].value <= high <= 1.0
     # MiniLM finds the FAQ's own answer among the first three for these questions
-    assert metrics["retrieval_recall"]["value"] >= 0.75
-    assert rung["tokens_out"] > 0 and rung["latency_ms"]["p50"] > 0
-    lines = (out / "answers.jsonl").read_text().splitlines()
-    assert len(lines) == 4
-    row = json.loads(lines[0])
-    assert set(row["cited"]) <= set(row["retrieved"]) and row["answer"]
-    print({k: round(v["value"], 3) for k, v in metrics.items()})
-
-
-def test_published_answer_schema_is_current() -> None:
-    from rung.compare.answer import AnswerCompareSpec
-
-    published = json.loads(
-        (Path(__file__).parents[2] / "schemas" / "answer-spec.schema.json").read_text()
+    assert scores["retrieval_recall"].value >= 0.75
+    assert rung.tokens.out > 0 and rung.latency_ms.p50 > 0
+    rows = [PredictionRow.model_validate_json(line) for line in _lines(out)]
+    assert len(rows) == 4
+    for row in rows:
+        assert row.details is not None and row.generated
+        assert set(row.details["cited"]) <= set(row.details["retrieved"])
+        assert len(row.details["retrieved"]) == 3
+        assert row.item_metrics is not None and row.confidence == row.item_metrics["confidence"]
+    html = (out / "report.html").read_text()
+    assert "token_f1" in html and "Examples" in html
+    # the index of the documents was built once, into the cache folder, and is reused
+    [index] = (tmp_path / "cache" / "indexes").iterdir()
+    built = (index / "index.db").stat().st_mtime_ns
+    # and `rung check` gates the unchanged spec against this run: it passes
+    again = CliRunner().invoke(
+        app, ["check", str(spec), "--baseline", str(out), "--out", str(tmp_path / "run2")]
     )
-    assert published == AnswerCompareSpec.model_json_schema(), "run `make schema`"
+    assert again.exit_code == 0, again.output
+    assert "passed" in again.stdout
+    assert (index / "index.db").stat().st_mtime_ns == built
+    assert [p.name for p in (tmp_path / "cache" / "indexes").iterdir()] == [index.name]
+    print({k: round(v.value, 3) for k, v in scores.items()})
 
 
-def test_bad_answer_specs_are_one_line_and_exit_2(tmp_path: Path, shared_data: Path) -> None:
+def test_route_calibrate_weighs_an_answer_runs_token_f1(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNG_CACHE_DIR", str(tmp_path / "cache"))
+    spec = write_spec(tmp_path, shared_data)
+    data = yaml.safe_load(spec.read_text())
+    data["models"] = [
+        {"id": "llamacpp:smollm2-135m-instruct", "options": LLAMA_OPTIONS},
+        {"id": "llamacpp:gemma-3-270m", "options": LLAMA_OPTIONS},
+    ]
+    spec.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["compare", str(spec), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [PredictionRow.model_validate_json(line) for line in _lines(out)]
+    f1 = {
+        rung: sum((r.item_metrics or {})["token_f1"] for r in rows if r.rung == rung) / 4
+        for rung in {r.rung for r in rows}
+    }
+    routed = CliRunner().invoke(
+        app, ["route", "calibrate", str(out), "--target", "0.9", "--json", "--resamples", "200"]
+    )
+    assert routed.exit_code == 0, routed.output
+    cal = json.loads(routed.stdout)
+    # the cascade is weighed on the answers' token F1, the run's primary metric
+    assert cal["metric"] == "token_f1"
+    assert cal["top_accuracy"] == pytest.approx(max(f1.values()))
+    for label, value in f1.items():
+        [single] = [p for p in cal["singles"] if p["policy"][0]["rung"] == label]
+        assert single["accuracy"] == pytest.approx(value)
+    assert cal["chosen"]["accuracy"]["value"] >= 0.9 * cal["top_accuracy"] - 1e-9
+
+
+def _lines(out: Path) -> list[str]:
+    return (out / "predictions.jsonl").read_text().splitlines()
+
+
+def test_bad_answer_specs_are_one_line_and_exit_2(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNG_CACHE_DIR", str(tmp_path / "cache"))
     runner = CliRunner()
     missing = write_spec(tmp_path, shared_data, documents=["no-such-folder"])
     result = runner.invoke(app, ["compare", str(missing), "--out", str(tmp_path / "r1")])
     assert result.exit_code == 2 and "documents not found" in result.output
-    assert not (tmp_path / "r1" / "answer-results.json").exists()
+    assert not (tmp_path / "r1").exists()
     both = write_spec(tmp_path, shared_data, index="idx")
     result = runner.invoke(app, ["compare", str(both), "--out", str(tmp_path / "r2")])
     assert result.exit_code == 2 and "one" in result.output
+    nowhere = write_spec(tmp_path, shared_data, index="idx", documents=None)
+    result = runner.invoke(app, ["compare", str(nowhere), "--out", str(tmp_path / "r3")])
+    assert result.exit_code == 2 and "no index at" in result.output
+    assert not (tmp_path / "r3").exists()

@@ -89,14 +89,8 @@ def compare(
     """Run every rung of SPEC on its task and data; write a run folder with the report."""
     from rung.app import compare_spec
     from rung.app.compare import load_any_spec
-    from rung.compare.answer import is_answer_spec
 
     target = out or Path("runs") / spec.stem
-    if is_answer_spec(spec):  # task.type: answer has its own runner (rung.compare.answer)
-        from rung.cli.answer_cmds import compare_answer_spec
-
-        compare_answer_spec(spec, target)
-        return
     found = load_any_spec(spec)
     loaded = _quick(found) if quick else found
     _run_and_show(
@@ -134,10 +128,9 @@ def demo(
 
 
 SCHEMAS = {
-    "spec": "the compare spec (YAML)",
+    "spec": "the compare spec of a classify task (YAML)",
     "results": "a run folder's results.json",
     "prediction": "a line of a run folder's predictions.jsonl",
-    "answer-spec": "a compare spec whose task is answer (YAML)",
 }
 
 
@@ -147,27 +140,36 @@ def schema(
     what: Annotated[
         str,
         typer.Argument(
-            help="spec (default), results, prediction or answer-spec.", show_default=False
+            help="spec (default), results, prediction, or a task type (summarize, answer, ...) "
+            "for the spec of that task.",
+            show_default=False,
         ),
     ] = "spec",
 ) -> None:
-    """Print the JSON schema of the compare spec, or of a run folder's results.json or
-    predictions.jsonl lines."""
+    """Print the JSON schema of the compare spec (of any task type), or of a run folder's
+    results.json or predictions.jsonl lines."""
     from pydantic import BaseModel
 
-    from rung.compare.answer import AnswerCompareSpec
+    from rung.compare.tasks import spec_model
     from rung.errors import SpecError
     from rung.runs import PredictionRow, RunResults
+    from rung.tasks.registry import task_types
 
     models: dict[str, type[BaseModel]] = {
         "spec": CompareSpec,
         "results": RunResults,
         "prediction": PredictionRow,
-        "answer-spec": AnswerCompareSpec,
+        "classify": CompareSpec,
     }
+    types = task_types()
+    if what in types and what not in models:
+        models[what] = spec_model(what)
     if what not in models:
         known = "; ".join(f"{k}: {v}" for k, v in SCHEMAS.items())
-        raise SpecError(f"no schema named {what!r}{did_you_mean(what, models)}; known: {known}")
+        raise SpecError(
+            f"no schema named {what!r}{did_you_mean(what, [*models, *types])}; known: {known}; "
+            f"or a task type: {', '.join(types)}"
+        )
     sys.stdout.write(json.dumps(models[what].model_json_schema(), indent=2) + "\n")
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from rung import __version__
 from rung.catalog.costs import CostSpec
@@ -51,6 +51,7 @@ from rung.runs.spec import (
     ModelRef,
     base_urls,
     distinct_labels,
+    ids_or_refs,
 )
 from rung.tasks import metrics
 from rung.tasks.registry import Item, TaskKind, TaskScores, kind_of, parse_task
@@ -64,6 +65,7 @@ __all__ = [
     "is_task_spec",
     "load_task_spec",
     "run_task",
+    "spec_model",
     "test_items_sha256",
 ]
 
@@ -75,7 +77,11 @@ class TaskSpec(BaseModel):
 
     name: str | None = Field(default=None, description="Name of the comparison.")
     task: dict[str, Any] = Field(description="The task: section; its type: names the kind.")
-    models: list[ModelRef] = Field(min_length=1, description="The rungs.")
+    models: list[ModelRef] = Field(
+        min_length=1,
+        description="The rungs, as ids or {id, label, options}.",
+        json_schema_extra=ids_or_refs,
+    )
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
     cost: CostSpec = Field(default_factory=CostSpec)
     check: CheckSpec = Field(
@@ -123,6 +129,19 @@ class TaskSpec(BaseModel):
 
     def task_spec(self) -> BaseModel:
         return parse_task(self.task)
+
+
+def spec_model(task_type: str) -> type[BaseModel]:
+    """The whole spec of a ``task_type`` as one model (its ``task:`` section the kind's own),
+    for the JSON schema an editor checks a spec file against (``rung schema summarize``)."""
+    kind = kind_of(task_type)
+    name = "".join(part.capitalize() for part in task_type.replace("-", "_").split("_"))
+    return create_model(
+        f"{name}Spec",
+        __base__=TaskSpec,
+        __doc__=f"A comparison of rungs on a {task_type} task.",
+        task=(kind.Spec, Field(description=f"The {task_type} task.")),
+    )
 
 
 def is_task_spec(data: object) -> bool:
@@ -387,7 +406,8 @@ def _rung_result(
 async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progress) -> TaskRun:
     kind = spec.kind
     task = spec.task_spec()
-    train, test = kind.load_items(task, base_dir)
+    # off the event loop: reading items may embed (an answer task retrieves its passages)
+    train, test = await asyncio.to_thread(kind.load_items, task, base_dir)
     requests = kind.build_requests(task, train, test)
     if requests and not isinstance(requests[0], GenerateRequest):
         raise SpecError(f"task type {kind.task_type!r} is run by `rung compare`'s classify runner")
@@ -469,7 +489,12 @@ async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progre
                     spec,
                 )
             )
-            for item, answer, values in zip(test, answers, scores.per_item, strict=True):
+            none: list[None] = [None] * len(test)
+            details: Sequence[dict[str, Any] | None] = scores.details or none
+            sure: Sequence[float | None] = scores.confidence or none
+            for item, answer, values, detail, confidence in zip(
+                test, answers, scores.per_item, details, sure, strict=True
+            ):
                 rows.append(
                     PredictionRow(
                         rung=ref.display,
@@ -478,7 +503,7 @@ async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progre
                         text=item.text,
                         gold=gold_text(item),
                         predicted=answer.text,
-                        confidence=None,
+                        confidence=confidence,
                         scores={},
                         latency_ms=round(answer.latency_ms, 3),
                         tokens_in=answer.tokens_in,
@@ -487,6 +512,7 @@ async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progre
                         generated=answer.text,
                         item_metrics=values,
                         cached=answer.cached,
+                        details=detail,
                     )
                 )
     finally:

@@ -346,6 +346,11 @@ class PredictionRow(Record):
         description="This example's scores under the task's metrics (a generative task's).",
     )
     cached: bool = Field(description="Whether the answer came from the response cache.")
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="What the answer was read into beyond its scores: for an answer task, the "
+        "passages it cited and was given, and how grounded it is.",
+    )
     predicted_raw: str | None = Field(
         default=None, description="The answer before calibration, where the rung was calibrated."
     )

@@ -26,6 +26,7 @@ __all__ = [
     "ModelRef",
     "base_urls",
     "distinct_labels",
+    "ids_or_refs",
     "load_spec",
     "parse_spec",
     "read_spec_data",
@@ -49,6 +50,17 @@ class ModelRef(BaseModel):
     @property
     def display(self) -> str:
         return self.label or self.id
+
+
+def ids_or_refs(schema: dict[str, Any]) -> None:
+    """The JSON schema of a ``models:`` list says what the specs accept: a rung is a bare id
+    or an {id, label, options} object (the validators turn ids into objects)."""
+    schema["items"] = {
+        "anyOf": [
+            {"type": "string", "description": "A model id (provider:name)."},
+            schema.get("items", {}),
+        ]
+    }
 
 
 def distinct_labels(models: list[ModelRef]) -> list[ModelRef]:
@@ -166,7 +178,9 @@ class CompareSpec(BaseModel):
     )
     task: ClassifyTask
     models: list[ModelRef] = Field(
-        min_length=1, description="The rungs, as ids or {id, label, options}."
+        min_length=1,
+        description="The rungs, as ids or {id, label, options}.",
+        json_schema_extra=ids_or_refs,
     )
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
     cost: CostSpec = Field(default_factory=CostSpec)

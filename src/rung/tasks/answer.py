@@ -32,6 +32,7 @@ from rung.errors import DataError
 from rung.rag.answer import GroundedAnswer, strip_citations
 from rung.rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k, unique
 from rung.rag.stores import Hit
+from rung.tasks.generate import JudgeSpec
 from rung.tasks.metrics import Estimate, bootstrap_mean
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "AnswerData",
     "AnswerExample",
     "AnswerTask",
+    "FaithfulnessJudge",
     "exact_match",
     "gold_key",
     "load_questions",
@@ -83,6 +85,20 @@ class AnswerData(BaseModel):
     )
 
 
+FAITHFULNESS_RUBRIC = (
+    "Grade whether the ANSWER to the QUESTION says only what the PASSAGES support: 5 = every "
+    "claim is in the passages, 3 = some claims are not, 1 = it contradicts them or makes things "
+    "up. An answer that says the passages do not tell is a 5 when they do not. Reply with the "
+    "grade only."
+)
+
+
+class FaithfulnessJudge(JudgeSpec):
+    """An LLM that grades how faithful each answer is to the passages it was given."""
+
+    rubric: str = Field(default=FAITHFULNESS_RUBRIC, description="What a grade from 1 to 5 means.")
+
+
 class AnswerTask(BaseModel):
     """Answer questions from retrieved passages."""
 
@@ -104,6 +120,10 @@ class AnswerTask(BaseModel):
     limit: int | None = Field(default=None, ge=1, description="Ask only the first N questions.")
     max_tokens: int = Field(default=128, ge=1, description="Tokens an answer may take.")
     min_overlap: float = Field(default=0.6, gt=0, le=1)
+    judge: FaithfulnessJudge | None = Field(
+        default=None,
+        description="An LLM judge of faithfulness to the passages (metric `faithfulness`, 0-1).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> AnswerTask:

@@ -8,7 +8,7 @@ per-item values and aggregate metrics with bootstrap 95% intervals out). Nothing
 tests a task's name: the runner, the record and the report go through the kind.
 
 rung's own kinds are listed in ``BUILTIN``; a plugin adds one through the ``rung.tasks``
-entry-point group (``answer = "my_pkg.answer:AnswerKind"``). A kind's module is imported only
+entry-point group (``code = "my_pkg.code:CodeKind"``). A kind's module is imported only
 when a spec of its type is read, so a task whose scorer needs ``seqeval`` or ``sacrebleu``
 costs nothing to a run that does not use it.
 """
@@ -52,6 +52,7 @@ BUILTIN: dict[str, str] = {
     "translate": "rung.tasks.translate:TranslateKind",
     "generate": "rung.tasks.generate:GenerateKind",
     "chat": "rung.tasks.generate:ChatKind",
+    "answer": "rung.tasks.answer_kind:AnswerKind",
 }
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
@@ -83,6 +84,10 @@ class TaskScores:
     primary: str
     #: aggregates without an interval (counts, rates of invalid answers), for the report
     extras: dict[str, float] = field(default_factory=dict)
+    #: per item, what the answer was read into beyond its scores (an answer's citations)
+    details: list[dict[str, Any]] | None = None
+    #: per item, how sure the rung was of its answer (an answer's grounding), where known
+    confidence: list[float | None] | None = None
 
 
 class TaskKind(ABC, Generic[SpecT, RefT]):
