@@ -408,6 +408,7 @@ def text_run(scores: dict[str, tuple[float, float, float]]) -> RunResults:
                 "chrf": Metric(value=rouge * 100, ci95=(low * 100, high * 100)),
             },
             primary="rougeL",
+            scales={"chrf": 100.0},  # as the translate task declares and records it
         )
         for rouge, low, high in scores.values()
     ]

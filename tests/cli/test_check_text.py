@@ -100,3 +100,16 @@ def test_other_items_are_refused(baseline: Path, tmp_path: Path) -> None:
     assert "test items differ from those of the baseline run" in result.stderr
     # refused before any rung was asked: no run folder was written
     assert not (tmp_path / "run").exists()
+
+
+def test_the_run_records_chrfs_scale_and_advice_reads_it_as_a_fraction(baseline: Path) -> None:
+    results = json.loads((baseline / "results.json").read_text(encoding="utf-8"))
+    quality = results["rungs"][0]["quality"]
+    assert quality["scales"] == {"bleu": 100.0, "chrf": 100.0}
+    chrf = quality["scores"]["chrf"]["value"]
+    # a floor just under the run's chrF passes it, one just over refuses it: both as fractions
+    below = runner.invoke(app, ["advise", str(baseline), "--min-quality", f"chrf={chrf / 100 - 0.05:.3f}", "--json"])  # fmt: skip
+    above = runner.invoke(app, ["advise", str(baseline), "--min-quality", f"chrf={chrf / 100 + 0.05:.3f}", "--json"])  # fmt: skip
+    assert below.exit_code == 0 and above.exit_code == 0, below.output + above.output
+    assert json.loads(below.stdout)["recommended"] is not None
+    assert json.loads(above.stdout)["recommended"] is None

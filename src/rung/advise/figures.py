@@ -21,7 +21,6 @@ from rung.runs.record import RungResult, RunResults
 __all__ = [
     "CONSTRAINT_SHORT",
     "CONSTRAINT_WORDS",
-    "HUNDRED_SCALE",
     "Assessment",
     "Check",
     "Constraints",
@@ -63,10 +62,6 @@ CONSTRAINT_WORDS = {
 }
 #: how a table or a sentence names a metric whose name is not a word; others keep their own
 METRIC_WORDS = {"macro_f1": "macro-F1"}
-#: metrics reported on 0-100 (sacrebleu's BLEU and chrF): the advice reads them as fractions
-#: (chrF 35.2 is 0.352), so that floors, gaps in points and the wide-interval rule mean the
-#: same for every metric
-HUNDRED_SCALE = frozenset({"bleu", "chrf"})
 
 Status = Literal["pass", "fail", "unknown"]
 
@@ -201,8 +196,9 @@ class RungFigures:
         return self.quality.get(name)
 
 
-def _interval(name: str, m: Metric) -> Interval:
-    scale = 100.0 if name in HUNDRED_SCALE else 1.0
+def _interval(m: Metric, scale: float) -> Interval:
+    """A metric as a fraction: one the task reports on 0-100 (chrF 35.2) reads 0.352, so that
+    floors, gaps in points and the wide-interval rule mean the same for every metric."""
     return Interval(m.value / scale, m.ci95[0] / scale, m.ci95[1] / scale)
 
 
@@ -211,7 +207,9 @@ def _figures(r: RungResult, guessing: tuple[str, float] | None = None) -> RungFi
         label=r.label,
         model=r.model,
         n=r.n,
-        quality={name: _interval(name, m) for name, m in r.quality.metrics().items()},
+        quality={
+            name: _interval(m, r.quality.scale(name)) for name, m in r.quality.metrics().items()
+        },
         primary=r.quality.primary_metric(),
         p50_ms=r.latency_ms.p50,
         p95_ms=r.latency_ms.p95,

@@ -374,6 +374,7 @@ def _rung_result(
             primary=scores.primary,
             extras=scores.extras,
             judge=judge,
+            scales={k: v for k, v in spec.kind.scales.items() if k in scores.metrics},
         ),
         latency_ms=_latency([a.latency_ms for a in answers]),
         tokens=tokens,

@@ -67,6 +67,10 @@ class Quality(Record):
         """The metric that ranks rungs when the user names none."""
         raise NotImplementedError
 
+    def scale(self, name: str) -> float:
+        """What a perfect answer scores on ``name``: 1, or 100 for a metric reported on 0-100."""
+        return 1.0
+
 
 class ClassScores(Record):
     """Precision, recall and F1 of one label."""
@@ -127,9 +131,17 @@ class TextQuality(Quality):
     judge: str | None = Field(
         default=None, description="The model id of the LLM judge that graded, when one did."
     )
+    scales: dict[str, float] = Field(
+        default_factory=dict,
+        description="What a perfect answer scores on the metrics not on 0-1 (sacrebleu's BLEU "
+        "and chrF: 100), as the task declares them.",
+    )
 
     def metrics(self) -> dict[str, Metric]:
         return dict(self.scores)
+
+    def scale(self, name: str) -> float:
+        return self.scales.get(name, 1.0)
 
     def primary_metric(self) -> str:
         return self.primary

@@ -99,6 +99,9 @@ class TaskKind(ABC, Generic[SpecT, RefT]):
     Spec: ClassVar[type[BaseModel]]
     #: the metric that ranks rungs by default (``rung advise --min-quality`` without a name)
     primary: ClassVar[str]
+    #: what a perfect answer scores on the metrics not reported on 0-1 (sacrebleu's BLEU and
+    #: chrF: 100); recorded in results.json so that advice reads every metric as a fraction
+    scales: ClassVar[Mapping[str, float]] = {}
 
     @abstractmethod
     def load_items(self, spec: SpecT, base_dir: Path) -> tuple[list[Item[RefT]], list[Item[RefT]]]:

@@ -4,7 +4,7 @@ is often 0 for every small rung (no 4-gram matches) while chrF still tells them 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -48,6 +48,7 @@ class TranslateKind(TaskKind[TranslateTask, list[str]]):
     task_type: ClassVar[str] = "translate"
     Spec: ClassVar[type[BaseModel]] = TranslateTask
     primary: ClassVar[str] = "chrf"
+    scales: ClassVar[Mapping[str, float]] = {"bleu": 100.0, "chrf": 100.0}
 
     def load_items(
         self, spec: TranslateTask, base_dir: Path
