@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rung.cli.main import app
+from rung.route.cascade import CascadeOptions
 from rung.runs import PredictionRow, RunResults
 from rung.runs.quality import TextQuality
 from tests.serve.conftest import LLAMA_OPTIONS
@@ -114,9 +115,14 @@ def test_route_calibrate_weighs_an_answer_runs_token_f1(
         rung: sum((r.item_metrics or {})["token_f1"] for r in rows if r.rung == rung) / 4
         for rung in {r.rung for r in rows}
     }
+    cascades = tmp_path / "cascades.yaml"
     routed = CliRunner().invoke(
-        app, ["route", "calibrate", str(out), "--target", "0.9", "--json", "--resamples", "200"]
-    )
+        app,
+        [
+            "route", "calibrate", str(out), "--target", "0.9", "--json", "--resamples", "200",
+            "--out", str(cascades), "--name", "faq",
+        ],
+    )  # fmt: skip
     assert routed.exit_code == 0, routed.output
     cal = json.loads(routed.stdout)
     # the cascade is weighed on the answers' token F1, the run's primary metric
@@ -126,6 +132,12 @@ def test_route_calibrate_weighs_an_answer_runs_token_f1(
         [single] = [p for p in cal["singles"] if p["policy"][0]["rung"] == label]
         assert single["accuracy"] == pytest.approx(value)
     assert cal["chosen"]["accuracy"]["value"] >= 0.9 * cal["top_accuracy"] - 1e-9
+    # the cascade it writes is one `rung serve` answers /v1/ask with, at these thresholds
+    section = yaml.safe_load(cascades.read_text())["cascades"]["faq"]
+    assert section["grounded"] is True and "labels" not in section
+    assert all(r["options"] == LLAMA_OPTIONS for r in section["rungs"])
+    options = CascadeOptions.model_validate(section)
+    assert [r.threshold for r in options.rungs] == [p["threshold"] for p in cal["chosen"]["policy"]]
 
 
 def _lines(out: Path) -> list[str]:

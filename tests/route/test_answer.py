@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -101,3 +102,18 @@ def test_no_rung_that_generates_is_an_error() -> None:
         climb(ladder(FakeClassifier("")))
     with pytest.raises(ModelAPIError, match="no rung answered"):
         climb(ladder(FakeGenerator(ModelAPIError("down"))))
+
+
+def test_a_rungs_own_threshold_stands_over_the_ladders_floor() -> None:
+    # a cascade calibrated on an answer run: r0 keeps even an ungrounded answer (threshold 0),
+    # where the ladder's min_confidence of 0.8 alone would climb
+    small, large = FakeGenerator(INVENTED), FakeGenerator(GROUNDED)
+    rungs = ladder(small, large)
+    rungs[0] = replace(rungs[0], threshold=0.0)
+    trace = climb(rungs)
+    assert trace.answered_by == "r0" and not large.prompts
+    # and an ungrounded answer under r0's threshold climbs, where the floor of 0 would keep it
+    strict = ladder(FakeGenerator(INVENTED), FakeGenerator(GROUNDED))
+    strict[0] = replace(strict[0], threshold=0.5)
+    climbed = climb(strict, min_confidence=0.0)
+    assert climbed.answered_by == "r1" and climbed.climbed_from == ["r0"]

@@ -63,7 +63,24 @@ def asked(
                         "cost_usd_per_1k": 0.1,
                     },
                 ]
-            }
+            },
+            # calibrated on an answer run: its own threshold, not ask.min_confidence, decides
+            "support-calibrated": {
+                "grounded": True,
+                "rungs": [
+                    {
+                        "model": "llamacpp:smollm2-135m-instruct",
+                        "options": LLAMA_OPTIONS,
+                        "threshold": 0.0,
+                        "cost_usd_per_1k": 0.01,
+                    },
+                    {
+                        "model": "llamacpp:gemma-3-270m",
+                        "options": LLAMA_OPTIONS,
+                        "cost_usd_per_1k": 0.1,
+                    },
+                ],
+            },
         },
         "indexes": {
             "faq": str(faq_index),
@@ -71,7 +88,7 @@ def asked(
             "missing": "no-such-index",
             "later": "built-later",
         },
-        "ask": {"index": "faq", "k": 3, "max_tokens": 48},
+        "ask": {"index": "faq", "k": 3, "max_tokens": 48, "min_confidence": 1.0},
         "auth": {"required": True},
     }
     with cascade_backend(), pytest.MonkeyPatch.context() as mp:
@@ -155,6 +172,30 @@ def test_cascade_keeps_the_small_answer_or_climbs_when_it_is_not_grounded(
     else:
         assert high["rung"]["answered_by"] == small
     print(f"cascade at min_confidence 1.0: {tried}")
+
+
+def test_a_calibrated_cascade_keeps_an_answer_at_its_own_threshold(
+    asked: AppHarness, ask_key: str
+) -> None:
+    small = "llamacpp:smollm2-135m-instruct"
+    # ask.min_confidence (1.0 here) would climb any answer not wholly grounded; the small
+    # rung's calibrated threshold of 0 keeps whatever it answers
+    calibrated = asked.post(
+        "/v1/ask",
+        ask_key,
+        json={"question": RETURNS, "model": "cascade:support-calibrated", "k": 3},
+    ).json()
+    assert calibrated["rung"]["answered_by"] == small, calibrated["rung"]
+    assert calibrated["rung"]["climbed_from"] == []
+    # a request's own min_confidence stands over the thresholds
+    strict = asked.post(
+        "/v1/ask",
+        ask_key,
+        json={"question": RETURNS, "model": "cascade:support-calibrated", "min_confidence": 1.0},
+    ).json()
+    tried = strict["rung"]["tried"]
+    if tried[0]["confidence"] < 1.0:
+        assert strict["rung"]["answered_by"] == "llamacpp:gemma-3-270m"
 
 
 def test_graphql_ask(asked: AppHarness, ask_key: str) -> None:

@@ -38,6 +38,9 @@ class AnswerRung:
     model: Model
     timeout_s: float | None = None
     cost: Callable[[int, int], float | None] = lambda tokens_in, tokens_out: 0.0
+    #: the grounded confidence at or above which this rung keeps its answer (a cascade
+    #: calibrated on an answer run); None: the ladder's ``min_confidence``
+    threshold: float | None = None
 
 
 def cascade_rungs(cascade: CascadeModel) -> list[AnswerRung]:
@@ -48,6 +51,7 @@ def cascade_rungs(cascade: CascadeModel) -> list[AnswerRung]:
             model,
             cascade.rung_timeout(k),
             partial(cascade.rung_cost, k),
+            cascade.opts.rungs[k].threshold if cascade.opts.grounded else None,
         )
         for k, (name, model) in enumerate(zip(cascade.names, cascade.rungs, strict=True))
     ]
@@ -113,7 +117,8 @@ async def climb_answer(
             continue
         answer = reply_of(generation, hits, min_overlap=min_overlap)
         answers.append((rung, answer))
-        if rung is generating[-1] or answer.grounding.confidence >= min_confidence:
+        floor = rung.threshold if rung.threshold is not None else min_confidence
+        if rung is generating[-1] or answer.grounding.confidence >= floor:
             return _trace(answers, passed, failures, fallback=False)
         passed.append(rung.name)
     if answers:

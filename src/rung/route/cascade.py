@@ -116,6 +116,12 @@ class CascadeOptions(BaseModel):
         "the request climbs; None: no time-out.",
     )
     breaker: BreakerOptions = Field(default_factory=BreakerOptions)
+    grounded: bool = Field(
+        default=False,
+        description="The thresholds are grounded confidences of answers (`rung route "
+        "calibrate` on an answer task's run writes true): /v1/ask keeps a rung's answer at its "
+        "own threshold instead of ask.min_confidence.",
+    )
 
     @model_validator(mode="after")
     def _thresholds(self) -> CascadeOptions:

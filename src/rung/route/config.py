@@ -69,7 +69,13 @@ def cascade_section(
         if col.cost_usd_per_1k is not None:
             entry["cost_usd_per_1k"] = float(f"{col.cost_usd_per_1k:.6g}")
         rungs.append(entry)
-    section: dict[str, Any] = {"rungs": rungs, "labels": list(table.labels)}
+    if table.task != "classify":
+        # an answer run's confidences are its answers' grounding: /v1/ask applies them per rung
+        section: dict[str, Any] = {"rungs": rungs}
+        if table.task == "answer":
+            section["grounded"] = True
+        return section
+    section = {"rungs": rungs, "labels": list(table.labels)}
     if run_spec is None:
         return section
     task = run_spec.task.model_dump(mode="json")

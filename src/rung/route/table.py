@@ -63,6 +63,8 @@ class RunTable:
     source: str = "the run"
     #: what "right" means: accuracy for labels, a text task's primary metric otherwise
     metric: str = "accuracy"
+    #: the run's task type
+    task: str = "classify"
 
     @property
     def n(self) -> int:
@@ -182,8 +184,7 @@ def load_run(run_dir: Path) -> RunTable:
     predictions = folder.predictions()
     results = folder.results()
     summaries = {r.label: r for r in results.rungs}
-    spec = folder.spec()
-    options = {m.display: dict(m.options) for m in spec.models} if spec is not None else {}
+    options = folder.rung_options()
     rows: dict[str, dict[str, PredictionRow]] = {}
     models: dict[str, str] = {}
     for row in predictions:
@@ -245,6 +246,7 @@ def load_run(run_dir: Path) -> RunTable:
         rungs=tuple(columns),
         source=str(run_dir),
         metric=metric,
+        task=results.task.type,
     )
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from rung.errors import DataError, RunError, RungError, validation_message
 from rung.runs.record import PredictionRow, RunResults
-from rung.runs.spec import CompareSpec, parse_spec
+from rung.runs.spec import CompareSpec, ModelRef, distinct_labels, parse_spec
 
 __all__ = ["RunFolder"]
 
@@ -129,6 +129,25 @@ class RunFolder:
             return parse_spec(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
         except (OSError, UnicodeDecodeError, yaml.YAMLError, RungError):
             return None
+
+    def rung_options(self) -> dict[str, dict[str, object]]:
+        """Each rung's backend options by its label, from the spec of any task type (empty when
+        the folder has no readable spec)."""
+        path = self.spec_path
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return {}
+        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+            return {}
+        try:
+            refs = [
+                ModelRef.model_validate({"id": m} if isinstance(m, str) else m)
+                for m in data["models"]
+            ]
+            return {m.display: dict(m.options) for m in distinct_labels(refs)}
+        except (ValidationError, ValueError):
+            return {}
 
     # -- writing ----------------------------------------------------------------------------
 

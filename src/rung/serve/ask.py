@@ -7,7 +7,8 @@ with the chunks it cites and how grounded it is.
         "rung": {"answered_by", "climbed_from", ...}, "usage": {...}, "cost_usd": 0.0}
 
 Indexes are the serve config's ``indexes:`` (``rung.serve.indexes``). A cascade answers through ``rung.route.answer``: the smallest rung that
-generates first, climbing while the grounded confidence is under ``min_confidence``.
+generates first, climbing while the grounded confidence is under ``min_confidence`` (or, for a
+cascade calibrated on an answer run, ``grounded: true``, under each rung's own threshold).
 
 Streaming sends ``ask.chunk`` events: text deltas as the model makes them (a plain model; a
 cascade decides which rung keeps the answer before it can send any, so its answer comes as one
@@ -22,7 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rung.models.base import Generation, GenerationDelta
@@ -68,6 +69,9 @@ async def prepare(state: ServeState, body: AskBody, slot: UsageSlot) -> Asking:
     state.check_inputs([body.question], "question")
     served = state.model(body.model, slot)
     ladder = _ladder(served)
+    if body.min_confidence is not None:
+        # the request's own floor stands for every rung, over a calibrated cascade's thresholds
+        ladder = [replace(r, threshold=None) for r in ladder]
     if not any(r.model.can_generate for r in ladder):
         raise ApiError(
             400,
