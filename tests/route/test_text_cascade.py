@@ -5,6 +5,7 @@ answers' grounded confidence."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -71,3 +72,11 @@ def test_simulate_scores_the_answering_rungs_values() -> None:
     assert e.accuracy.value == pytest.approx((0.9 + 0.9 + 0.8 + 0.9) / 4)
     assert e.shares[0].accuracy_answered == pytest.approx(0.9)
     assert e.difference.value == pytest.approx(0.0)
+
+
+def test_rungs_without_confidences_are_weighed_alone_with_a_note() -> None:
+    table = _table()
+    blind = replace(table.rungs[0], confidence=np.full(4, math.nan))
+    cal = calibrate(replace(table, rungs=(blind, table.rungs[1])), 0.95, resamples=200)
+    assert cal.policy.rungs == ("big",)
+    assert any("no rung but the last recorded a confidence" in n for n in cal.notes)

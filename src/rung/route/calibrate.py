@@ -375,6 +375,12 @@ def calibrate(
         else None
     )
     notes = [note] if note else []
+    if len(names) > 1 and not np.isfinite(conf[:, :-1]).any():
+        notes.append(
+            "no rung but the last recorded a confidence for its answers (a text task's rungs "
+            "record none; an answer task's grounded answers and classifiers do): no cascade "
+            "can route between them, so only each rung alone was weighed"
+        )
     if chosen.policy.rungs == (names[top],) and top != 0:
         notes.append(
             f"no cascade reaches {target:g} × {names[top]}'s {table.metric} more cheaply than "
