@@ -56,7 +56,10 @@ def _spec(tmp: Path, name: str, shots: int, test_size: int = 8) -> Path:
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("translate-baseline")
     out = tmp / "run"
-    result = runner.invoke(app, ["compare", str(_spec(tmp, "base", GOOD)), "--out", str(out)])
+    # a module's fixture is made before each test's own cache is set: it gets one of its own
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RUNG_CACHE_DIR", str(tmp / "cache"))
+        result = runner.invoke(app, ["compare", str(_spec(tmp, "base", GOOD)), "--out", str(out)])
     assert result.exit_code == 0, result.output + result.stderr
     return out
 
@@ -113,3 +116,7 @@ def test_the_run_records_chrfs_scale_and_advice_reads_it_as_a_fraction(baseline:
     assert below.exit_code == 0 and above.exit_code == 0, below.output + above.output
     assert json.loads(below.stdout)["recommended"] is not None
     assert json.loads(above.stdout)["recommended"] is None
+    # each answer carries how sure the rung was: its mean token probability under llama.cpp
+    rows = [json.loads(line) for line in (baseline / "predictions.jsonl").read_text().splitlines()]
+    assert rows and all(0 < r["confidence"] <= 1 for r in rows)
+    assert len({round(r["confidence"], 6) for r in rows}) > 1

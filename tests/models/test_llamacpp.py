@@ -307,6 +307,35 @@ def test_scores_match_a_fresh_evaluation(
 
 
 @pytest.mark.slow
+def test_mean_logprob_is_the_generated_tokens_under_a_fresh_evaluation(
+    smollm: LlamaCppModel,
+) -> None:
+    """The confidence of a generation (its mean token log-probability, read from the logits
+    each token was sampled from) equals a fresh llama.cpp evaluation of prompt + answer."""
+    request = GenerateRequest(
+        (ChatMessage("user", "Write a long story about a red fox."),), max_tokens=12
+    )
+    gen = run_sync(smollm.generate(request))
+    assert gen.finish_reason == "length" and gen.mean_logprob is not None
+    assert gen.mean_logprob < 0
+    llm = smollm._llm
+    assert llm is not None
+    prompt, _, _ = smollm._prompter.generation_prompt(llm, request.messages, request.stop)
+    answer = list(llm.tokenize(gen.text.encode("utf-8"), add_bos=False, special=False))
+    assert len(answer) == gen.tokens_out
+    fresh = open_llama(smollm.resolve_path(), n_ctx=512, logits_all=True, verbose=False)
+    try:
+        fresh.eval([*prompt, *answer])
+        rows = fresh.scores[: fresh.n_tokens].astype(np.float64)
+        rows -= np.logaddexp.reduce(rows, axis=1, keepdims=True)
+        n = len(prompt)
+        expected = np.mean([rows[n - 1 + i, t] for i, t in enumerate(answer)])
+    finally:
+        fresh.close()
+    assert gen.mean_logprob == pytest.approx(expected, abs=0.02)
+
+
+@pytest.mark.slow
 def test_concurrent_calls_queue_behind_one_lock(
     smollm: LlamaCppModel, fpb_examples: list[Example]
 ) -> None:

@@ -14,6 +14,7 @@ answers again costs nothing.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,6 +181,14 @@ class Answer:
     tokens_in: int
     tokens_out: int
     cached: bool
+    #: the generation's mean token log-probability, where the backend reads it (llama.cpp);
+    #: answers cached before rung recorded it have none
+    mean_logprob: float | None = None
+
+    @property
+    def confidence(self) -> float | None:
+        """The mean token probability: how sure the rung was of this answer."""
+        return math.exp(self.mean_logprob) if self.mean_logprob is not None else None
 
 
 async def answer_requests(
@@ -222,6 +231,7 @@ async def answer_requests(
                 "latency_ms": (time.perf_counter() - t0) * 1000,
                 "tokens_in": gen.tokens_in,
                 "tokens_out": gen.tokens_out,
+                "mean_logprob": gen.mean_logprob,
             }
             if cache:
                 cache.put(keys[i], model.model_id, value)
@@ -492,7 +502,8 @@ async def _run(spec: TaskSpec, base_dir: Path, use_cache: bool, progress: Progre
             )
             none: list[None] = [None] * len(test)
             details: Sequence[dict[str, Any] | None] = scores.details or none
-            sure: Sequence[float | None] = scores.confidence or none
+            # the task's own reading of its answers (an answer's grounding), else the rung's
+            sure: Sequence[float | None] = scores.confidence or [a.confidence for a in answers]
             for item, answer, values, detail, confidence in zip(
                 test, answers, scores.per_item, details, sure, strict=True
             ):

@@ -149,6 +149,9 @@ class Generation:
     tokens_in: int
     tokens_out: int
     finish_reason: str | None = None
+    #: mean log-probability of the generated tokens under the model, where the backend reads
+    #: it (llama.cpp): exp of it, the mean token probability, is how sure the rung was
+    mean_logprob: float | None = None
 
 
 @dataclass

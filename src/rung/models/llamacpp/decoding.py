@@ -9,6 +9,7 @@ a character split over several tokens (Japanese, emoji).
 from __future__ import annotations
 
 import codecs
+import math
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -59,6 +60,7 @@ def decode(
     text = StopScanner(stops, strip_space)
     pieces: list[str] = []
     n_out = 0
+    logprobs = TokenLogprobs(llm)
     finish = "length"
     llm.set_seed(opts.seed)
     # Logits left in the context may be a label's (classify evaluates labels on top of the
@@ -76,6 +78,7 @@ def decode(
     )
     try:
         for token in steps:
+            logprobs.add(token)
             if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                 finish = "stop"
                 break
@@ -99,8 +102,41 @@ def decode(
         if emit is not None:
             emit(rest, len(prompt), n_out)
     return Generation(
-        text="".join(pieces), tokens_in=len(prompt), tokens_out=n_out, finish_reason=finish
+        text="".join(pieces),
+        tokens_in=len(prompt),
+        tokens_out=n_out,
+        finish_reason=finish,
+        mean_logprob=logprobs.mean(),
     )
+
+
+class TokenLogprobs:
+    """The log-probability of each sampled token under the model's own distribution (before
+    temperature and the samplers' cuts), read from the logits the token was sampled from: when
+    the generator hands a token over it has not evaluated it yet, so the context's last logits
+    are the ones that chose it."""
+
+    def __init__(self, llm: Llama) -> None:
+        self.llm = llm
+        self.n_vocab = llm.n_vocab()
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, token: int) -> None:
+        import llama_cpp
+        import numpy as np
+
+        row = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        if not row:
+            return
+        logits = np.ctypeslib.as_array(row, shape=(self.n_vocab,))
+        top = float(logits.max())
+        norm = top + math.log(float(np.exp(logits - top).sum()))
+        self.total += float(logits[token]) - norm
+        self.count += 1
+
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
 
 
 class StopScanner:
