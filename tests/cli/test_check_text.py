@@ -14,8 +14,8 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from rung.cli.main import app
+from tests.fixture_data import fr_en_translate
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 runner = CliRunner()
 
 INSTRUCTIONS = "Translate the text from French to English. Answer with the translation only."
@@ -31,14 +31,7 @@ def _spec(tmp: Path, name: str, shots: int, test_size: int = 8) -> Path:
             {
                 "name": "fr-en check",
                 "task": {
-                    "type": "translate",
-                    "data": {
-                        "path": str(FIXTURES / "translate" / "fr_en.jsonl"),
-                        "text": "source",
-                        "references": ["target"],
-                    },
-                    "source": "French",
-                    "target": "English",
+                    **fr_en_translate(),
                     "splits": {"test_size": test_size, "train_size": 6, "seed": 1},
                     "prompt": {"instructions": INSTRUCTIONS, "max_tokens": 24, "shots": shots},
                 },

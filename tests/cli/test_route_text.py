@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from rung.cli.main import app
 from rung.runs import PredictionRow
+from tests.fixture_data import fr_en_translate
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 runner = CliRunner()
 
 
@@ -24,14 +24,7 @@ def test_route_calibrate_weighs_translation_cascades_on_chrf(tmp_path: Path) -> 
             {
                 "name": "fr-en route",
                 "task": {
-                    "type": "translate",
-                    "data": {
-                        "path": str(FIXTURES / "translate" / "fr_en.jsonl"),
-                        "text": "source",
-                        "references": ["target"],
-                    },
-                    "source": "French",
-                    "target": "English",
+                    **fr_en_translate(),
                     "splits": {"test_size": 10, "train_size": 6, "seed": 1},
                     "prompt": {
                         "instructions": "Translate the text from French to English. Answer "

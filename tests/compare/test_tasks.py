@@ -14,8 +14,8 @@ from rung.cli.main import app
 from rung.compare.tasks import load_task_spec, run_task
 from rung.runs.quality import TextQuality
 from rung.runs.record import PredictionRow, RunResults
+from tests.fixture_data import fr_en_data
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 runner = CliRunner()
 
 
@@ -86,11 +86,7 @@ def test_chat_graded_by_a_judge_through_the_cache(tmp_path: Path) -> None:
         {
             "task": {
                 "type": "chat",
-                "data": {
-                    "path": str(FIXTURES / "translate" / "fr_en.jsonl"),
-                    "text": "source",
-                    "references": ["target"],
-                },
+                "data": fr_en_data(),
                 "splits": {"test_size": 2},
                 "prompt": {"instructions": "Translate into English.", "max_tokens": 16},
                 "judge": {"model": "llamacpp:smollm2-135m-instruct"},

@@ -13,8 +13,7 @@ from rung.errors import SpecError
 from rung.tasks.extract import gold_entities, parse_entities
 from rung.tasks.generate import parse_verdict
 from rung.tasks.registry import kind_of, parse_task
-
-FIXTURES = Path(__file__).parents[1] / "fixtures"
+from tests.fixture_data import fr_en_translate
 
 
 def _extract(shared_data: Path) -> dict[str, object]:
@@ -93,14 +92,7 @@ def test_translate_fixture_scores() -> None:
     kind = kind_of("translate")
     spec = parse_task(
         {
-            "type": "translate",
-            "data": {
-                "path": str(FIXTURES / "translate" / "fr_en.jsonl"),
-                "text": "source",
-                "references": ["target"],
-            },
-            "source": "French",
-            "target": "English",
+            **fr_en_translate(),
             "splits": {"test_size": 6},
         }
     )
