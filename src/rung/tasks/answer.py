@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
-import string
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +29,10 @@ from rung.errors import DataError
 from rung.rag.answer import GroundedAnswer, strip_citations
 from rung.rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k, unique
 from rung.rag.stores import Hit
+from rung.tasks import text_metrics
 from rung.tasks.generate import JudgeSpec
 from rung.tasks.metrics import Estimate, bootstrap_mean
+from rung.tasks.text_metrics import answer_tokens
 
 __all__ = [
     "ANSWER_METRICS",
@@ -198,10 +197,7 @@ def load_questions(
 
 def normalize_answer(text: str) -> str:
     """Lower case, citations, punctuation and articles removed, white space collapsed."""
-    text = strip_citations(text).lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
+    return " ".join(answer_tokens(strip_citations(text)))
 
 
 def exact_match(prediction: str, reference: str) -> float:
@@ -209,14 +205,8 @@ def exact_match(prediction: str, reference: str) -> float:
 
 
 def token_f1(prediction: str, reference: str) -> float:
-    pred, ref = normalize_answer(prediction).split(), normalize_answer(reference).split()
-    if not pred or not ref:
-        return float(pred == ref)
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    """SQuAD's token F1 (``generate``'s own), with the answer's citations left out."""
+    return text_metrics.token_f1(strip_citations(prediction), strip_citations(reference))
 
 
 def rouge_l(prediction: str, reference: str) -> float:

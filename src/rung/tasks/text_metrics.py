@@ -212,14 +212,15 @@ def rouge(
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
-def _answer_tokens(text: str) -> list[str]:
+def answer_tokens(text: str) -> list[str]:
+    """SQuAD's normalization: lower case, punctuation and articles removed, split on space."""
     text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
     return _ARTICLES.sub(" ", text).split()
 
 
 def token_f1(prediction: str, reference: str) -> float:
     """SQuAD's token F1: lower-cased, punctuation and articles removed, bag-of-tokens overlap."""
-    p, r = _answer_tokens(prediction), _answer_tokens(reference)
+    p, r = answer_tokens(prediction), answer_tokens(reference)
     if not p or not r:
         return float(p == r)
     common = sum((Counter(p) & Counter(r)).values())
