@@ -93,14 +93,24 @@ def _opt(value: float | None, pattern: str) -> str:
     return "?" if value is None else pattern.format(value)
 
 
+#: metrics a terminal table shows beside the rung's latency, cost and size
+SHOWN_METRICS = 4
+
+
 def summary_table(results: RunResults) -> Table:
     table = Table(title=results.name or "Comparison", title_justify="left")
-    # The task's headline metrics, the primary first (classify: accuracy, macro-F1).
+    # The task's headline metrics, the primary first (classify: accuracy, macro-F1); a task
+    # with many (an answer task has ten) shows the first few, the report has them all.
     names: list[str] = []
     for r in results.rungs:
         for name in [r.quality.primary_metric(), *r.quality.metrics()]:
             if name not in names:
                 names.append(name)
+    if len(names) > SHOWN_METRICS:
+        rest = names[SHOWN_METRICS:]
+        names = names[:SHOWN_METRICS]
+        table.caption = f"{len(rest)} more metrics in report.md: {', '.join(rest)}"
+        table.caption_justify = "left"
     table.add_column("rung", justify="left")
     for name in names:
         table.add_column(f"{METRIC_WORDS.get(name, name)} [95% CI]", justify="right")

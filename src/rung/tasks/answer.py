@@ -50,15 +50,16 @@ __all__ = [
     "token_f1",
 ]
 
+#: in the order reports show them: the answer, its grounding and citations, the retrieval
 ANSWER_METRICS = (
-    "exact_match",
     "token_f1",
     "rouge_l",
     "from_context",
-    "confidence",
-    "citation_precision",
     "citation_recall",
     "retrieval_recall",
+    "exact_match",
+    "confidence",
+    "citation_precision",
     "retrieval_mrr",
     "retrieval_ndcg",
 )
