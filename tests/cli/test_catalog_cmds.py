@@ -191,7 +191,7 @@ def test_advise_bad_input(tmp_path: Path, run_dir: Path) -> None:
 def test_advise_before_measuring(tmp_path: Path) -> None:
     spec_path = tmp_path / "advise-spec.yaml"
     out = _ok(["advise", "--task", "classify", "--device", "phone", "--write-spec", str(spec_path)])
-    assert "UNMEASURED" in out and "edit task.data.path" in out
+    assert "UNMEASURED" in out and "task.data.path" in out
     spec = load_spec(spec_path)
     assert "llamacpp:smollm2-135m-instruct" in [m.id for m in spec.models]
     doc = json.loads(
@@ -209,7 +209,28 @@ def test_advise_before_measuring(tmp_path: Path) -> None:
         )
     )
     assert doc["measured"] is False and doc["spec_path"] == str(spec_path)
-    _fails(["advise", "--task", "translate"], "unknown task 'translate'")
+    _fails(["advise", "--task", "transalte"], "unknown task 'transalte'")
+
+
+def test_advise_before_measuring_a_text_task(tmp_path: Path) -> None:
+    from rung.app.compare import load_any_spec
+    from rung.compare.tasks import TaskSpec
+
+    spec_path = tmp_path / "answer-spec.yaml"
+    doc = json.loads(_ok(["advise", "--task", "answer", "--write-spec", str(spec_path), "--json"]))
+    # a task whose rungs write text: the encoders are left out, with the reason
+    candidates = [c["model_id"] for c in doc["candidates"]]
+    assert "llamacpp:smollm2-135m-instruct" in candidates
+    assert not any(c.startswith("encoder:") for c in candidates)
+    assert any(
+        e["model_id"].startswith("encoder:") and "does not write text" in e["why"]
+        for e in doc["excluded"]
+    )
+    text = spec_path.read_text(encoding="utf-8")
+    assert "EDIT every EDIT-ME" in text and "rung schema answer" in text
+    spec = load_any_spec(spec_path)  # as rung compare reads it, placeholders and all
+    assert isinstance(spec, TaskSpec) and spec.task["type"] == "answer"
+    assert spec.task["documents"] == ["EDIT-ME-path-to-your-documents/"]
 
 
 def test_models_and_fit_say_what_extra_buffers_auto_does_on_this_cpu() -> None:

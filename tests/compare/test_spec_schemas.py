@@ -70,3 +70,13 @@ def test_every_example_spec_is_valid_under_its_published_schema(example: Path) -
     task_type = data["task"].get("type", "classify")
     name = "compare-spec" if task_type == "classify" else f"{task_type}-spec"
     jsonschema.validate(data, json.loads((REPO / "schemas" / f"{name}.schema.json").read_text()))
+
+
+@pytest.mark.parametrize("task_type", sorted(BUILTIN))
+def test_every_kinds_starting_spec_is_valid_and_marks_what_to_edit(task_type: str) -> None:
+    from rung.tasks.registry import kind_of
+
+    kind = kind_of(task_type)
+    template = kind.template()
+    kind.Spec.model_validate(template)
+    assert template["type"] == task_type and "EDIT-ME" in json.dumps(template)

@@ -2,10 +2,11 @@
 
 Nothing here is a measurement. The candidates are the catalog's local models whose memory
 estimate fits the device at the given context, smallest first, each labelled "unmeasured";
-API models are listed apart (they run off premises, and need a key to be measured). The compare
-spec that would measure the candidates is written to a file, with a placeholder data path the
-user must edit; the spec is validated against ``rung.runs.spec.CompareSpec`` before it is
-written.
+API models are listed apart (they run off premises, and need a key to be measured). A task
+whose rungs write text (every task type but classify) leaves the encoders out. The compare
+spec that would measure the candidates is written to a file, its task section the task kind's
+own starting one (``TaskKind.template``) with ``EDIT-ME`` placeholders the user must edit; the
+spec is validated as ``rung compare`` reads it before it is written.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from rung.catalog.devices import Device, get_device
 from rung.catalog.memory import fit
 from rung.errors import RunError, SpecError
 from rung.runs.spec import parse_spec
+from rung.tasks.registry import kind_of, task_types
 
 __all__ = [
     "DATA_PLACEHOLDER",
+    "PLACEHOLDER",
     "SPEC_MARKER",
-    "TASKS",
     "Candidate",
     "UnmeasuredAdvice",
     "spec_text",
@@ -35,7 +37,8 @@ __all__ = [
     "write_spec",
 ]
 
-TASKS = ("classify",)
+#: what a placeholder in a starting spec begins with
+PLACEHOLDER = "EDIT-ME"
 DATA_PLACEHOLDER = "EDIT-ME-path-to-your-labelled-data.csv"
 SPEC_MARKER = "# Written by `rung advise`"
 
@@ -61,12 +64,7 @@ class UnmeasuredAdvice:
         where = f" on a {self.device.name}" if self.device else ""
         return {
             "name": f"rung advise candidates for {self.task}{where}",
-            "task": {
-                "type": self.task,
-                "data": {"path": DATA_PLACEHOLDER, "text": "text", "label": "label"},
-                "test_size": 200,
-                "seed": 0,
-            },
+            "task": kind_of(self.task).template(),
             "models": [c.card.model_id for c in self.candidates],
         }
 
@@ -112,8 +110,9 @@ def unmeasured_advice(
     context: int = 4096,
     on_prem: bool = False,
 ) -> UnmeasuredAdvice:
-    if task not in TASKS:
-        raise SpecError(f"unknown task {task!r}; rung advises on: {', '.join(TASKS)}")
+    if task not in task_types():
+        raise SpecError(f"unknown task {task!r}; rung advises on: {', '.join(task_types())}")
+    generative = kind_of(task).generative
     dev = get_device(device) if device else None
     candidates: list[Candidate] = []
     apis: list[ModelCard] = []
@@ -127,6 +126,9 @@ def unmeasured_advice(
             continue
         if not card.installed:
             excluded.append((card, f"not installed: {card.install}"))
+            continue
+        if generative and card.kind == "encoder":
+            excluded.append((card, f"does not write text, which the {task} task asks for"))
             continue
         if dev is None:
             candidates.append(Candidate(card, card.memory(context).total_bytes, None))
@@ -157,13 +159,25 @@ def spec_text(advice: UnmeasuredAdvice) -> str:
             + (f"a {advice.device.name}" if advice.device else "here")
             + f" at {advice.context:,} tokens of context; try a smaller --context or device"
         )
-    parse_spec(spec, "the advise spec")
+    if advice.task == "classify":
+        parse_spec(spec, "the advise spec")
+        edit = [
+            f"# EDIT task.data.path: {DATA_PLACEHOLDER} is a placeholder for your labelled data",
+            "# (CSV with text and label columns; see `rung schema` for other formats).",
+        ]
+    else:
+        from rung.compare.tasks import load_task_spec
+
+        load_task_spec(spec, "the advise spec")
+        edit = [
+            f"# EDIT every {PLACEHOLDER}-... value: they are placeholders for your data (the "
+            f"fields it has: `rung schema {advice.task}`).",
+        ]
     header = [
         f"{SPEC_MARKER} --task {advice.task}"
         + (f" --device {advice.device.name}" if advice.device else ""),
         "# The models below were NOT measured: they are candidates whose memory estimate fits.",
-        f"# EDIT task.data.path: {DATA_PLACEHOLDER} is a placeholder for your labelled data",
-        "# (CSV with text and label columns; see `rung schema` for other formats).",
+        *edit,
         "# Then: rung compare <this file>   and   rung advise runs/<this file's name>",
     ]
     body = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)

@@ -475,7 +475,10 @@ def advise_cmd(
     ] = None,
     task: Annotated[
         str | None,
-        typer.Option(help="Advise before measuring: the task (classify).", show_default=False),
+        typer.Option(
+            help="Advise before measuring: the task type (classify, summarize, answer, ...).",
+            show_default=False,
+        ),
     ] = None,
     write_spec: Annotated[
         Path,
@@ -544,7 +547,7 @@ def _advise_unmeasured(
     as_json: bool,
 ) -> None:
     from rung import fmt
-    from rung.advise.unmeasured import DATA_PLACEHOLDER, spec_text, unmeasured_advice
+    from rung.advise.unmeasured import PLACEHOLDER, spec_text, unmeasured_advice
     from rung.advise.unmeasured import write_spec as write
     from rung.catalog.cards import all_cards
 
@@ -577,8 +580,8 @@ def _advise_unmeasured(
     for card, why in advice.excluded:
         console.print(f"left out {card.model_id}: {why}", style="dim", highlight=False)
     console.print(
-        f"Nothing here is measured. Wrote [bold]{write_spec}[/]: edit task.data.path "
-        f"(now the placeholder {DATA_PLACEHOLDER}) to point at your labelled data, then run "
+        f"Nothing here is measured. Wrote [bold]{write_spec}[/]: edit its {PLACEHOLDER}-... "
+        "values (task.data.path and the like) to point at your data, then run "
         f"`rung compare {write_spec}` and `rung advise runs/{write_spec.stem}"
         + (f" --device {advice.device.name}" if advice.device else "")
         + "`.",

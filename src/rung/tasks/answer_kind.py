@@ -92,6 +92,18 @@ class AnswerKind(TaskKind[AnswerTask, str]):
     Spec: ClassVar[type[BaseModel]] = AnswerTask
     primary: ClassVar[str] = "token_f1"
 
+    def template(self) -> dict[str, Any]:
+        return {
+            "type": "answer",
+            "data": {
+                "path": "EDIT-ME-path-to-your-questions.jsonl",
+                "question": "question",
+                "answer": "answer",
+            },
+            "documents": ["EDIT-ME-path-to-your-documents/"],
+            "k": 4,
+        }
+
     def load_items(
         self, spec: AnswerTask, base_dir: Path
     ) -> tuple[list[Item[str]], list[Item[str]]]:

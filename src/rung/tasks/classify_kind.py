@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -27,6 +27,19 @@ class ClassifyKind(TaskKind[ClassifyTask, str]):
     task_type: ClassVar[str] = "classify"
     Spec: ClassVar[type[BaseModel]] = ClassifyTask
     primary: ClassVar[str] = "accuracy"
+    generative: ClassVar[bool] = False
+
+    def template(self) -> dict[str, Any]:
+        return {
+            "type": "classify",
+            "data": {
+                "path": "EDIT-ME-path-to-your-labelled-data.csv",
+                "text": "text",
+                "label": "label",
+            },
+            "test_size": 200,
+            "seed": 0,
+        }
 
     def load_items(
         self, spec: ClassifyTask, base_dir: Path

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -142,6 +142,13 @@ class ExtractKind(TaskKind[ExtractTask, list[str]]):
     task_type: ClassVar[str] = "extract"
     Spec: ClassVar[type[BaseModel]] = ExtractTask
     primary: ClassVar[str] = "f1"
+
+    def template(self) -> dict[str, Any]:
+        return {
+            "type": "extract",
+            "data": {"path": "EDIT-ME-path-to-your-tagged-sentences.conll"},
+            "splits": {"test_size": 200},
+        }
 
     def load_items(
         self, spec: ExtractTask, base_dir: Path

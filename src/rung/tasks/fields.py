@@ -108,6 +108,17 @@ class FieldsKind(TaskKind[FieldsTask, dict[str, Any]]):
     Spec: ClassVar[type[BaseModel]] = FieldsTask
     primary: ClassVar[str] = "field_accuracy"
 
+    def template(self) -> dict[str, Any]:
+        return {
+            "type": "fields",
+            "data": {"path": "EDIT-ME-path-to-your-texts-and-fields.jsonl"},
+            "schema": {
+                "type": "object",
+                "properties": {"EDIT-ME-field": {"type": "string"}},
+            },
+            "splits": {"test_size": 200},
+        }
+
     def load_items(
         self, spec: FieldsTask, base_dir: Path
     ) -> tuple[list[Item[dict[str, Any]]], list[Item[dict[str, Any]]]]:

@@ -22,6 +22,7 @@ from rung.tasks.generative import (
     RecordsSource,
     Splits,
     reference_items,
+    reference_template,
     render_requests,
 )
 from rung.tasks.metrics import bootstrap_mean
@@ -109,6 +110,9 @@ class GenerateKind(TaskKind[GenerateTask, list[str]]):
     task_type: ClassVar[str] = "generate"
     Spec: ClassVar[type[BaseModel]] = GenerateTask
     primary: ClassVar[str] = "rougeL"
+
+    def template(self) -> dict[str, Any]:
+        return reference_template(self.task_type, "answer")
 
     def load_items(
         self, spec: GenerateTask, base_dir: Path

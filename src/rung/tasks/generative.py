@@ -22,6 +22,7 @@ __all__ = [
     "Splits",
     "read_records",
     "reference_items",
+    "reference_template",
     "render_requests",
     "split_items",
 ]
@@ -80,6 +81,19 @@ class GenerativePrompt(BaseModel):
         if "{text}" not in self.template:
             raise ValueError("prompt.template must contain {text}")
         return self
+
+
+def reference_template(task_type: str, reference: str = "reference") -> dict[str, Any]:
+    """The starting ``task:`` section of a task read from JSONL records (``rung advise``)."""
+    return {
+        "type": task_type,
+        "data": {
+            "path": f"EDIT-ME-path-to-your-{task_type}-data.jsonl",
+            "text": "text",
+            "references": [reference],
+        },
+        "splits": {"test_size": 200},
+    }
 
 
 def read_records(src: RecordsSource, base_dir: Path) -> list[Item[list[str]]]:

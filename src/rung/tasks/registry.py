@@ -127,6 +127,17 @@ class TaskKind(ABC, Generic[SpecT, RefT]):
 
         A kind with a judge (``judge_requests``) takes its replies as ``verdicts=``."""
 
+    #: rungs of this task must generate text (every kind but classify)
+    generative: ClassVar[bool] = True
+
+    def template(self) -> dict[str, Any]:
+        """A ``task:`` section to start from (``rung advise --task``), its file paths and
+        fields placeholders named ``EDIT-ME-...``; valid under ``Spec``."""
+        raise NotImplementedError(
+            f"rung has no starting spec for the {self.task_type} task; write one from "
+            f"`rung schema {self.task_type}`"
+        )
+
     def judge(self, spec: SpecT) -> tuple[str, dict[str, Any]] | None:
         """The judge rung the spec names (model id, backend options), or None."""
         return None

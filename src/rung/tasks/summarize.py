@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +16,7 @@ from rung.tasks.generative import (
     RecordsSource,
     Splits,
     reference_items,
+    reference_template,
     render_requests,
 )
 from rung.tasks.registry import Item, TaskKind, TaskScores
@@ -52,6 +53,9 @@ class SummarizeKind(TaskKind[SummarizeTask, list[str]]):
     task_type: ClassVar[str] = "summarize"
     Spec: ClassVar[type[BaseModel]] = SummarizeTask
     primary: ClassVar[str] = "rougeL"
+
+    def template(self) -> dict[str, Any]:
+        return reference_template("summarize", "summary")
 
     def load_items(
         self, spec: SummarizeTask, base_dir: Path

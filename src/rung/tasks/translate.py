@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +16,7 @@ from rung.tasks.generative import (
     RecordsSource,
     Splits,
     reference_items,
+    reference_template,
     render_requests,
 )
 from rung.tasks.registry import Item, TaskKind, TaskScores
@@ -49,6 +50,12 @@ class TranslateKind(TaskKind[TranslateTask, list[str]]):
     Spec: ClassVar[type[BaseModel]] = TranslateTask
     primary: ClassVar[str] = "chrf"
     scales: ClassVar[Mapping[str, float]] = {"bleu": 100.0, "chrf": 100.0}
+
+    def template(self) -> dict[str, Any]:
+        return reference_template("translate", "translation") | {
+            "source": "EDIT-ME-source-language",
+            "target": "EDIT-ME-target-language",
+        }
 
     def load_items(
         self, spec: TranslateTask, base_dir: Path
