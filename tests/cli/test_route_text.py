@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rung.cli.main import app
+from rung.route.cascade import CascadeOptions
 from rung.runs import PredictionRow
 from tests.fixture_data import fr_en_translate
 
@@ -48,9 +49,15 @@ def test_route_calibrate_weighs_translation_cascades_on_chrf(tmp_path: Path) -> 
     ]
     assert len(rows) == 20
     assert all(r.confidence is not None and 0 < r.confidence <= 1 for r in rows)
+    cascades = tmp_path / "serve.yaml"
     routed = runner.invoke(
-        app, ["route", "calibrate", str(out), "--target", "0.9", "--json", "--resamples", "200"]
-    )
+        app,
+        [
+            "route", "calibrate", str(out), "--target", "0.9", "--json", "--resamples", "200",
+            "--rungs", "llamacpp:smollm2-135m-instruct,llamacpp:gemma-3-270m",
+            "--out", str(cascades), "--name", "fr-en",
+        ],
+    )  # fmt: skip
     assert routed.exit_code == 0, routed.output
     cal = json.loads(routed.stdout)
     assert cal["metric"] == "chrf"
@@ -59,6 +66,10 @@ def test_route_calibrate_weighs_translation_cascades_on_chrf(tmp_path: Path) -> 
     assert cal["evaluated"] > 2
     assert not any("recorded a confidence" in n for n in cal["notes"])
     assert cal["chosen"]["accuracy"]["value"] >= 0.9 * cal["top_accuracy"] - 1e-9
+    # the cascade it writes generates on /v1/chat/completions, climbing on token probability
+    section = yaml.safe_load(cascades.read_text())["cascades"]["fr-en"]
+    assert section["confidence"] == "tokens" and "labels" not in section
+    assert CascadeOptions.model_validate(section).confidence == "tokens"
     print(
         f"top {cal['top']} chrF {cal['top_accuracy']:.1f}; chosen "
         f"{[(p['rung'], p['threshold']) for p in cal['chosen']['policy']]} chrF "

@@ -134,7 +134,7 @@ def test_route_calibrate_weighs_an_answer_runs_token_f1(
     assert cal["chosen"]["accuracy"]["value"] >= 0.9 * cal["top_accuracy"] - 1e-9
     # the cascade it writes is one `rung serve` answers /v1/ask with, at these thresholds
     section = yaml.safe_load(cascades.read_text())["cascades"]["faq"]
-    assert section["grounded"] is True and "labels" not in section
+    assert section["confidence"] == "grounded" and "labels" not in section
     assert all(r["options"] == LLAMA_OPTIONS for r in section["rungs"])
     options = CascadeOptions.model_validate(section)
     assert [r.threshold for r in options.rungs] == [p["threshold"] for p in cal["chosen"]["policy"]]

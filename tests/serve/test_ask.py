@@ -64,9 +64,27 @@ def asked(
                     },
                 ]
             },
+            # calibrated on a text run's token probabilities: it generates on chat completions,
+            # and a threshold of 1 sends every request on to the larger rung
+            "chat": {
+                "confidence": "tokens",
+                "rungs": [
+                    {
+                        "model": "llamacpp:smollm2-135m-instruct",
+                        "options": LLAMA_OPTIONS,
+                        "threshold": 1.0,
+                        "cost_usd_per_1k": 0.01,
+                    },
+                    {
+                        "model": "llamacpp:gemma-3-270m",
+                        "options": LLAMA_OPTIONS,
+                        "cost_usd_per_1k": 0.1,
+                    },
+                ],
+            },
             # calibrated on an answer run: its own threshold, not ask.min_confidence, decides
             "support-calibrated": {
-                "grounded": True,
+                "confidence": "grounded",
                 "rungs": [
                     {
                         "model": "llamacpp:smollm2-135m-instruct",
@@ -196,6 +214,36 @@ def test_a_calibrated_cascade_keeps_an_answer_at_its_own_threshold(
     tried = strict["rung"]["tried"]
     if tried[0]["confidence"] < 1.0:
         assert strict["rung"]["answered_by"] == "llamacpp:gemma-3-270m"
+
+
+def test_a_generating_cascade_climbs_on_its_token_probability(
+    asked: AppHarness, ask_key: str
+) -> None:
+    small, large = "llamacpp:smollm2-135m-instruct", "llamacpp:gemma-3-270m"
+    body = {
+        "model": "cascade:chat",
+        "messages": [{"role": "user", "content": "Translate into English: Il pleut."}],
+        "max_tokens": 12,
+    }
+    r = asked.post("/v1/chat/completions", ask_key, json=body)
+    assert r.status_code == 200, r.text
+    reply = r.json()
+    assert reply["choices"][0]["message"]["content"]
+    rung = reply["rung"]
+    assert rung["answered_by"] == large and rung["climbed_from"] == [small]
+    assert [t["rung"] for t in rung["tried"]] == [small, large]
+    assert all(0 < t["confidence"] < 1 for t in rung["tried"])
+    assert rung["cost_usd"] == pytest.approx((0.01 + 0.1) / 1000)
+    # the request used what both rungs generated
+    assert reply["usage"]["completion_tokens"] > 0
+    # streamed, the kept answer comes whole once the cascade has decided
+    streamed = asked.post("/v1/chat/completions", ask_key, json=body | {"stream": True})
+    assert streamed.status_code == 200, streamed.text
+    lines = streamed.text.splitlines()
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    assert text == reply["choices"][0]["message"]["content"]
+    assert events[-1]["rung"]["answered_by"] == large
 
 
 def test_graphql_ask(asked: AppHarness, ask_key: str) -> None:

@@ -51,7 +51,7 @@ def cascade_rungs(cascade: CascadeModel) -> list[AnswerRung]:
             model,
             cascade.rung_timeout(k),
             partial(cascade.rung_cost, k),
-            cascade.opts.rungs[k].threshold if cascade.opts.grounded else None,
+            cascade.opts.rungs[k].threshold if cascade.opts.confidence == "grounded" else None,
         )
         for k, (name, model) in enumerate(zip(cascade.names, cascade.rungs, strict=True))
     ]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,13 +38,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rung.errors import ModelAPIError, RungError, SpecError
 from rung.models import registry
-from rung.models.base import ClassifyRequest, Model, ModelInfo, Prediction, stable_hash
+from rung.models.base import (
+    ClassifyRequest,
+    GenerateRequest,
+    Generation,
+    Model,
+    ModelInfo,
+    Prediction,
+    stable_hash,
+)
 from rung.models.runtime import ModelRuntime
 from rung.route.policy import decide
 
 __all__ = [
     "BreakerOptions",
     "CascadeAnswer",
+    "CascadeGeneration",
     "CascadeModel",
     "CascadeOptions",
     "CascadeRung",
@@ -54,6 +64,8 @@ log = logging.getLogger(__name__)
 
 #: classify calls a caller may have in flight at once, at least
 MIN_CONCURRENCY = 4
+#: what a cascade's thresholds are read against; see CascadeOptions.confidence
+Confidence = Literal["label", "tokens", "grounded"]
 
 
 class CascadeRung(BaseModel):
@@ -116,11 +128,15 @@ class CascadeOptions(BaseModel):
         "the request climbs; None: no time-out.",
     )
     breaker: BreakerOptions = Field(default_factory=BreakerOptions)
-    grounded: bool = Field(
-        default=False,
-        description="The thresholds are grounded confidences of answers (`rung route "
-        "calibrate` on an answer task's run writes true): /v1/ask keeps a rung's answer at its "
-        "own threshold instead of ask.min_confidence.",
+    confidence: Confidence = Field(
+        default="label",
+        description="What the thresholds measure. label: a classifier's probability of its "
+        "label (the cascade classifies, also on /v1/chat/completions). tokens: a generation's "
+        "mean token probability (the cascade generates on /v1/chat/completions and "
+        "/v1/completions, climbing while it is under the rung's threshold; `rung route "
+        "calibrate` on a summarize, translate or extract run writes it). grounded: an answer's "
+        "grounded confidence (/v1/ask keeps a rung's answer at its own threshold instead of "
+        "ask.min_confidence; route calibrate on an answer run writes it).",
     )
 
     @model_validator(mode="after")
@@ -220,6 +236,41 @@ class _Path:
     answers: dict[int, Prediction] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CascadeGeneration:
+    """A generation's path through the cascade: the kept rung's answer and what it cost."""
+
+    generation: Generation
+    answered_by: str
+    #: the rungs below the answering one that the request passed (unsure, failed or skipped)
+    climbed_from: tuple[str, ...]
+    errors: tuple[RungFailure, ...]
+    #: every rung that generated; None when a rung's cost is unknown
+    cost_usd: float | None
+    #: what it would have cost on the top rung (its own answer's tokens, or the kept one's)
+    top_rung_cost_usd: float | None
+    #: tokens of every generation the request made on the way
+    tokens_in: int
+    tokens_out: int
+    #: (rung, mean token probability) of every generation made, the kept one last
+    tried: tuple[tuple[str, float | None], ...]
+    latency_ms: float
+    #: kept below its threshold because every rung above failed
+    fallback: bool = False
+
+    def route_json(self) -> dict[str, Any]:
+        """The path as a response's ``rung`` object shows it."""
+        return {
+            "answered_by": self.answered_by,
+            "climbed_from": list(self.climbed_from),
+            "cost_usd": self.cost_usd,
+            "top_rung_cost_usd": self.top_rung_cost_usd,
+            "errors": [e.to_json() for e in self.errors],
+            "tried": [{"rung": r, "confidence": c} for r, c in self.tried],
+            "fallback": self.fallback,
+        }
+
+
 class CascadeModel(Model):
     """Rungs from small to large behind one model id; see the module docstring."""
 
@@ -265,6 +316,12 @@ class CascadeModel(Model):
     @property
     def in_process(self) -> bool:  # type: ignore[override]
         return any(m.in_process for m in self.rungs)
+
+    # A cascade whose thresholds are token probabilities generates; one calibrated on labels
+    # classifies (also when asked to chat), as it always has.
+    @property
+    def can_generate(self) -> bool:  # type: ignore[override]
+        return self.opts.confidence == "tokens" and any(m.can_generate for m in self.rungs)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -417,6 +474,92 @@ class CascadeModel(Model):
             f"{self.model_id}: no rung answered: "
             + "; ".join(f"{f.rung}: {f.message}" for f in path.failures)
             + "; check the rungs' endpoints and options"
+        )
+
+    async def generate(self, request: GenerateRequest) -> Generation:
+        return (await self.generate_traced(request)).generation
+
+    async def generate_traced(self, request: GenerateRequest) -> CascadeGeneration:
+        """The generation of the first rung sure enough of it (its mean token probability at or
+        above its threshold; a rung that reports none climbs), with the path it took. Rungs
+        that do not generate are passed over; failures, time-outs and open breakers climb."""
+        started = time.perf_counter()
+        generating = [k for k, m in enumerate(self.rungs) if m.can_generate]
+        if not generating:
+            raise ModelAPIError(f"{self.model_id}: none of its rungs generates text")
+        passed: list[str] = []
+        failures: list[RungFailure] = []
+        made: dict[int, tuple[Generation, float | None]] = {}
+        for k, name in enumerate(self.names):
+            if k not in generating:
+                failures.append(RungFailure(name, "skipped", "does not generate text"))
+                passed.append(name)
+                continue
+            breaker = self._breakers[k]
+            if breaker.is_open(self._clock()):
+                failures.append(RungFailure(name, "skipped", "circuit open"))
+                passed.append(name)
+                continue
+            timeout = self._timeout(k)
+            call = self.rungs[k].generate(request)
+            try:
+                generation = await (
+                    asyncio.wait_for(call, timeout) if timeout is not None else call
+                )
+            except TimeoutError:
+                breaker.failed(self._clock())
+                failures.append(RungFailure(name, "timeout", f"no answer within {timeout:g} s"))
+                passed.append(name)
+                continue
+            except Exception as e:  # any failure of a rung is what the cascade climbs past
+                breaker.failed(self._clock())
+                message = str(e) if isinstance(e, RungError) else f"{type(e).__name__}: {e}"
+                log.warning("%s: rung %s failed, climbing: %s", self.model_id, name, message)
+                failures.append(RungFailure(name, "error", message))
+                passed.append(name)
+                continue
+            breaker.succeeded()
+            lp = generation.mean_logprob
+            confidence = math.exp(lp) if lp is not None else None
+            made[k] = (generation, confidence)
+            if k == generating[-1] or decide(confidence, self.opts.rungs[k].threshold) == "answer":
+                return self._generated(k, made, passed, failures, started, fallback=False)
+            passed.append(name)
+        if made:
+            return self._generated(max(made), made, passed, failures, started, fallback=True)
+        raise ModelAPIError(
+            f"{self.model_id}: no rung answered: "
+            + "; ".join(f"{f.rung}: {f.message}" for f in failures)
+            + "; check the rungs' endpoints and options"
+        )
+
+    def _generated(
+        self,
+        k: int,
+        made: dict[int, tuple[Generation, float | None]],
+        passed: list[str],
+        failures: list[RungFailure],
+        started: float,
+        *,
+        fallback: bool,
+    ) -> CascadeGeneration:
+        costs = [self.rung_cost(j, g.tokens_in, g.tokens_out) for j, (g, _) in made.items()]
+        known = [c for c in costs if c is not None]
+        kept = made[k][0]
+        last = len(self.rungs) - 1
+        top = made.get(last, (kept, None))[0]
+        return CascadeGeneration(
+            generation=kept,
+            answered_by=self.names[k],
+            climbed_from=tuple(n for n in passed if self.names.index(n) < k),
+            errors=tuple(failures),
+            cost_usd=sum(known) if len(known) == len(costs) else None,
+            top_rung_cost_usd=self.rung_cost(last, top.tokens_in, top.tokens_out),
+            tokens_in=sum(g.tokens_in for g, _ in made.values()),
+            tokens_out=sum(g.tokens_out for g, _ in made.values()),
+            tried=tuple((self.names[j], c) for j, (_, c) in made.items()),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            fallback=fallback,
         )
 
     def _answer(self, k: int, path: _Path, started: float, *, fallback: bool) -> CascadeAnswer:

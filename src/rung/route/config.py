@@ -70,11 +70,11 @@ def cascade_section(
             entry["cost_usd_per_1k"] = float(f"{col.cost_usd_per_1k:.6g}")
         rungs.append(entry)
     if table.task != "classify":
-        # an answer run's confidences are its answers' grounding: /v1/ask applies them per rung
-        section: dict[str, Any] = {"rungs": rungs}
-        if table.task == "answer":
-            section["grounded"] = True
-        return section
+        # what the run's confidences were: an answer's grounding (/v1/ask applies the
+        # thresholds per rung), else a generation's mean token probability (the cascade
+        # generates on /v1/chat/completions)
+        confidence = "grounded" if table.task == "answer" else "tokens"
+        return {"rungs": rungs, "confidence": confidence}
     section = {"rungs": rungs, "labels": list(table.labels)}
     if run_spec is None:
         return section

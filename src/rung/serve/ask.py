@@ -8,7 +8,7 @@ with the chunks it cites and how grounded it is.
 
 Indexes are the serve config's ``indexes:`` (``rung.serve.indexes``). A cascade answers through ``rung.route.answer``: the smallest rung that
 generates first, climbing while the grounded confidence is under ``min_confidence`` (or, for a
-cascade calibrated on an answer run, ``grounded: true``, under each rung's own threshold).
+cascade calibrated on an answer run, ``confidence: grounded``, under each rung's own threshold).
 
 Streaming sends ``ask.chunk`` events: text deltas as the model makes them (a plain model; a
 cascade decides which rung keeps the answer before it can send any, so its answer comes as one

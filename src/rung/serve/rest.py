@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from rung.models.base import ChatMessage, GenerateRequest, GenerationDelta
+from rung.route.cascade import CascadeModel
 from rung.serve import ask as asking
 from rung.serve.errors import ApiError, describe, error_body, error_response
 from rung.serve.metrics import CONTENT_TYPE
@@ -161,7 +162,7 @@ async def _reply(
         request = _generate_request(state, messages, body, max_tokens)
         generation, cost = await state.generate(served, request, slot)
         finish = generation.finish_reason or "stop"
-        rung = _generated_rung(served, cost)
+        rung = slot.route or _generated_rung(served, cost)
         return _Reply(generation.text, generation.tokens_in, generation.tokens_out, finish, rung)
     users = [m.content for m in messages if m.role == "user"]
     if not users:
@@ -190,7 +191,8 @@ async def _start_stream(
     """The reply's deltas, with the first one already made: whatever fails before it (a bad
     input, an upstream that refuses) is raised here, while the answer can still be a JSON
     error. A model that classifies streams its label as one delta."""
-    if not served.can_generate:
+    if not served.can_generate or isinstance(served.model, CascadeModel):
+        # a cascade decides which rung keeps the answer once it is whole: it comes as one delta
         reply = await _reply(state, served, messages, body, max_tokens, slot)
         return _whole(reply), lambda tokens_in, tokens_out: reply.rung
     deltas = state.stream(served, _generate_request(state, messages, body, max_tokens), slot)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rung.errors import did_you_mean
 from rung.flows import FlowLibrary
 from rung.models.base import GenerateRequest, Generation, GenerationDelta
+from rung.route.cascade import CascadeModel
 from rung.serve.auth import Gate, Principal
 from rung.serve.config import ServeConfig
 from rung.serve.errors import ApiError
@@ -33,6 +34,8 @@ class UsageSlot:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
+    #: the path a cascade's generation took (answered_by, climbed_from, costs), for the reply
+    route: dict[str, Any] | None = None
 
     def add(self, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
         self.tokens_in += tokens_in
@@ -178,10 +181,31 @@ class ServeState:
     async def generate(
         self, served: ServedModel, request: GenerateRequest, slot: UsageSlot
     ) -> tuple[Generation, float]:
+        if isinstance(served.model, CascadeModel):
+            return await self._cascade_generate(served, served.model, request, slot)
         generation = await served.generate(self._within_limits(request))
         cost = served.cost(generation.tokens_in, generation.tokens_out)
         slot.add(generation.tokens_in, generation.tokens_out, cost)
         slot.rung = served.model_id
+        return generation, cost
+
+    async def _cascade_generate(
+        self, served: ServedModel, cascade: CascadeModel, request: GenerateRequest, slot: UsageSlot
+    ) -> tuple[Generation, float]:
+        """A cascade's generation: the request pays every rung it reached, and the reply says
+        which rung kept the answer."""
+        served.in_flight += 1
+        try:
+            trace = await cascade.generate_traced(self._within_limits(request))
+        finally:
+            served.in_flight -= 1
+        cost = trace.cost_usd or 0.0
+        slot.add(trace.tokens_in, trace.tokens_out, cost)
+        slot.rung = trace.answered_by
+        slot.route = trace.route_json()
+        generation = replace(
+            trace.generation, tokens_in=trace.tokens_in, tokens_out=trace.tokens_out
+        )
         return generation, cost
 
     def stream(
