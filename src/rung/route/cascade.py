@@ -30,9 +30,9 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: classify calls a caller may have in flight at once, at least
 MIN_CONCURRENCY = 4
@@ -425,56 +426,63 @@ class CascadeModel(Model):
         own = self.opts.rungs[k].timeout_s
         return own if own is not None else self.opts.timeout_s
 
-    async def _ask(self, k: int, request: ClassifyRequest) -> Prediction:
-        call = self._runtime(k).classify(request)
+    async def _attempt(
+        self, k: int, call: Callable[[int], Awaitable[T]], failures: list[RungFailure]
+    ) -> T | None:
+        """Rung ``k``'s answer (``call(k)``), or None with the reason added to ``failures``: an
+        open breaker skips the rung; a time-out or an error counts against its breaker."""
+        name, breaker = self.names[k], self._breakers[k]
+        if breaker.is_open(self._clock()):
+            retry = breaker.open_until - self._clock()
+            failures.append(
+                RungFailure(
+                    name,
+                    "skipped",
+                    f"circuit open after {breaker.consecutive} failures in a row; "
+                    f"tried again in {retry:.1f} s",
+                )
+            )
+            return None
         timeout = self._timeout(k)
-        return await (asyncio.wait_for(call, timeout) if timeout is not None else call)
+        try:
+            result = await (asyncio.wait_for(call(k), timeout) if timeout is not None else call(k))
+        except TimeoutError:
+            breaker.failed(self._clock())
+            failures.append(RungFailure(name, "timeout", f"no answer within {timeout:g} s"))
+            return None
+        except Exception as e:  # any failure of a rung is what the cascade climbs past
+            breaker.failed(self._clock())
+            message = str(e) if isinstance(e, RungError) else f"{type(e).__name__}: {e}"
+            log.warning("%s: rung %s failed, climbing: %s", self.model_id, name, message)
+            failures.append(RungFailure(name, "error", message))
+            return None
+        breaker.succeeded()
+        return result
+
+    def _none_answered(self, failures: Sequence[RungFailure]) -> ModelAPIError:
+        return ModelAPIError(
+            f"{self.model_id}: no rung answered: "
+            + "; ".join(f"{f.rung}: {f.message}" for f in failures)
+            + "; check the rungs' endpoints and options"
+        )
 
     async def _route(self, request: ClassifyRequest, started: float) -> CascadeAnswer:
         path = _Path()
         last = len(self.rungs) - 1
         for k, name in enumerate(self.names):
-            breaker = self._breakers[k]
-            if breaker.is_open(self._clock()):
-                retry = breaker.open_until - self._clock()
-                path.failures.append(
-                    RungFailure(
-                        name,
-                        "skipped",
-                        f"circuit open after {breaker.consecutive} failures in a row; "
-                        f"tried again in {retry:.1f} s",
-                    )
-                )
+            prediction = await self._attempt(
+                k, lambda j: self._runtime(j).classify(request), path.failures
+            )
+            if prediction is None:
                 path.passed.append(name)
                 continue
-            try:
-                prediction = await self._ask(k, request)
-            except TimeoutError:
-                breaker.failed(self._clock())
-                path.failures.append(
-                    RungFailure(name, "timeout", f"no answer within {self._timeout(k):g} s")
-                )
-                path.passed.append(name)
-                continue
-            except Exception as e:  # any failure of a rung is what the cascade climbs past
-                breaker.failed(self._clock())
-                message = str(e) if isinstance(e, RungError) else f"{type(e).__name__}: {e}"
-                log.warning("%s: rung %s failed, climbing: %s", self.model_id, name, message)
-                path.failures.append(RungFailure(name, "error", message))
-                path.passed.append(name)
-                continue
-            breaker.succeeded()
             path.answers[k] = prediction
             if k == last or decide(prediction.confidence, self.opts.rungs[k].threshold) == "answer":
                 return self._answer(k, path, started, fallback=False)
             path.passed.append(name)
         if path.answers:
             return self._answer(max(path.answers), path, started, fallback=True)
-        raise ModelAPIError(
-            f"{self.model_id}: no rung answered: "
-            + "; ".join(f"{f.rung}: {f.message}" for f in path.failures)
-            + "; check the rungs' endpoints and options"
-        )
+        raise self._none_answered(path.failures)
 
     async def generate(self, request: GenerateRequest) -> Generation:
         return (await self.generate_traced(request)).generation
@@ -495,30 +503,10 @@ class CascadeModel(Model):
                 failures.append(RungFailure(name, "skipped", "does not generate text"))
                 passed.append(name)
                 continue
-            breaker = self._breakers[k]
-            if breaker.is_open(self._clock()):
-                failures.append(RungFailure(name, "skipped", "circuit open"))
+            generation = await self._attempt(k, lambda j: self.rungs[j].generate(request), failures)
+            if generation is None:
                 passed.append(name)
                 continue
-            timeout = self._timeout(k)
-            call = self.rungs[k].generate(request)
-            try:
-                generation = await (
-                    asyncio.wait_for(call, timeout) if timeout is not None else call
-                )
-            except TimeoutError:
-                breaker.failed(self._clock())
-                failures.append(RungFailure(name, "timeout", f"no answer within {timeout:g} s"))
-                passed.append(name)
-                continue
-            except Exception as e:  # any failure of a rung is what the cascade climbs past
-                breaker.failed(self._clock())
-                message = str(e) if isinstance(e, RungError) else f"{type(e).__name__}: {e}"
-                log.warning("%s: rung %s failed, climbing: %s", self.model_id, name, message)
-                failures.append(RungFailure(name, "error", message))
-                passed.append(name)
-                continue
-            breaker.succeeded()
             lp = generation.mean_logprob
             confidence = math.exp(lp) if lp is not None else None
             made[k] = (generation, confidence)
@@ -527,11 +515,7 @@ class CascadeModel(Model):
             passed.append(name)
         if made:
             return self._generated(max(made), made, passed, failures, started, fallback=True)
-        raise ModelAPIError(
-            f"{self.model_id}: no rung answered: "
-            + "; ".join(f"{f.rung}: {f.message}" for f in failures)
-            + "; check the rungs' endpoints and options"
-        )
+        raise self._none_answered(failures)
 
     def _generated(
         self,
