@@ -24,6 +24,7 @@ from rung.catalog.devices import Device, get_device
 from rung.catalog.memory import fit
 from rung.errors import RunError, SpecError
 from rung.runs.spec import parse_spec
+from rung.tasks.classify_kind import DATA_PLACEHOLDER
 from rung.tasks.registry import kind_of, task_types
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
 
 #: what a placeholder in a starting spec begins with
 PLACEHOLDER = "EDIT-ME"
-DATA_PLACEHOLDER = "EDIT-ME-path-to-your-labelled-data.csv"
 SPEC_MARKER = "# Written by `rung advise`"
 
 

@@ -16,11 +16,15 @@ from rung.tasks.data import Example
 from rung.tasks.metrics import bootstrap_ci
 from rung.tasks.registry import Item, TaskKind, TaskScores
 
-__all__ = ["ClassifyKind"]
+__all__ = ["DATA_PLACEHOLDER", "ClassifyKind"]
 
 
 def _example(item: Item[str]) -> Example:
     return Example(id=item.id, text=item.text, label=item.reference)
+
+
+#: the data path of the starting spec (``rung advise --task classify``), for the user to edit
+DATA_PLACEHOLDER = "EDIT-ME-path-to-your-labelled-data.csv"
 
 
 class ClassifyKind(TaskKind[ClassifyTask, str]):
@@ -33,7 +37,7 @@ class ClassifyKind(TaskKind[ClassifyTask, str]):
         return {
             "type": "classify",
             "data": {
-                "path": "EDIT-ME-path-to-your-labelled-data.csv",
+                "path": DATA_PLACEHOLDER,
                 "text": "text",
                 "label": "label",
             },
